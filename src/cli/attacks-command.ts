@@ -1,0 +1,76 @@
+import { createWriteStream } from 'node:fs'
+import { once } from 'node:events'
+import { loadConfig } from '../config/load-config.js'
+import { iterateAttacks, listAttacks, openAttackDatabase, toExportRecord } from '../store/attack-query.js'
+import { formatAttackTable } from './attack-table.js'
+import { durationFlag, intFlag, parseFlags, usageError } from './usage.js'
+
+function dbPath(flag: string | undefined, configPath: string | undefined): string {
+  return flag ?? loadConfig(configPath).store.path
+}
+
+/** `honeytrap-ts attacks list|export`: read-only views of the store. Resolves with the exit code. */
+export async function runAttacksCommand(args: readonly string[]): Promise<number> {
+  const [action, ...rest] = args
+  if (action === 'list') {
+    const { values } = parseFlags('attacks list', rest, {
+      db: { type: 'string' },
+      config: { type: 'string' },
+      limit: { type: 'string' },
+      offset: { type: 'string' },
+      since: { type: 'string' },
+      port: { type: 'string' },
+      protocol: { type: 'string' },
+      json: { type: 'boolean' },
+    })
+    if (values.protocol !== undefined && values.protocol !== 'tcp' && values.protocol !== 'udp') {
+      throw usageError(`--protocol "${values.protocol}" is not valid; expected tcp or udp`)
+    }
+    const sinceAgo = durationFlag('since', values.since)
+    const port = intFlag('port', values.port, 1, 65_535)
+    const db = openAttackDatabase(dbPath(values.db, values.config))
+    try {
+      const page = listAttacks(db, {
+        limit: intFlag('limit', values.limit, 1, 100_000) ?? 50,
+        offset: intFlag('offset', values.offset, 0, Number.MAX_SAFE_INTEGER) ?? 0,
+        ...(sinceAgo !== undefined && { sinceMs: Date.now() - sinceAgo }),
+        ...(values.protocol !== undefined && { protocol: values.protocol }),
+        ...(port !== undefined && { dstPort: port }),
+      })
+      if (values.json === true) {
+        process.stdout.write(`${JSON.stringify({ total: page.total, attacks: page.attacks })}\n`)
+      } else {
+        process.stdout.write(`${formatAttackTable(page.attacks, { color: process.stdout.isTTY })}\n`)
+        process.stdout.write(`${page.attacks.length} shown of ${page.total}\n`)
+      }
+    } finally {
+      db.close()
+    }
+    return 0
+  }
+  if (action === 'export') {
+    const { values } = parseFlags('attacks export', rest, {
+      db: { type: 'string' },
+      config: { type: 'string' },
+      format: { type: 'string', default: 'jsonl' },
+      output: { type: 'string' },
+    })
+    if (values.format !== 'jsonl') throw usageError(`--format "${values.format}" is not supported yet; expected jsonl`)
+    const db = openAttackDatabase(dbPath(values.db, values.config))
+    const out = values.output !== undefined ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout
+    try {
+      for (const row of iterateAttacks(db)) {
+        // Respect back-pressure so a large export streams in constant memory.
+        if (!out.write(`${JSON.stringify(toExportRecord(row))}\n`)) await once(out, 'drain')
+      }
+    } finally {
+      db.close()
+      if (out !== process.stdout) {
+        out.end()
+        await once(out, 'finish')
+      }
+    }
+    return 0
+  }
+  throw usageError(`attacks: expected list or export, got "${action ?? ''}"`)
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { HoneytrapError, ConfigError } from '../core/errors.js'
+import { runAttacksCommand } from './attacks-command.js'
+import { runConfigCommand } from './config-command.js'
+import { runDemoCommand } from './demo-command.js'
+import { runIptablesCommand } from './iptables-command.js'
+import { runRunCommand } from './run-command.js'
+import { usageError } from './usage.js'
+
+const HELP = `honeytrap-ts: a network sensor that answers every connection attempt and stores what attackers send
+
+Usage:
+  honeytrap-ts run [--config FILE] [--queue N] [--db FILE] [--templates DIR] [--no-rules] [--log-level LEVEL]
+      Run the sensor in the foreground (the default command). Installs the capture rules at start and removes
+      them at exit unless --no-rules (or rules.manage: false). Ctrl-C or SIGTERM stops it and stores everything.
+  honeytrap-ts iptables install|remove|status [--queue N] [--exclude PORTS] [--interface IF] [--no-ipv6]
+                                              [--include-loopback] [--config FILE] [--json]
+      Manage the NFQUEUE capture rules (idempotent). sshd's ports are always excluded.
+  honeytrap-ts attacks list [--db FILE] [--limit N] [--offset N] [--since DURATION] [--port N] [--protocol tcp|udp] [--json]
+  honeytrap-ts attacks export [--db FILE] [--format jsonl] [--output FILE]
+      Read stored attacks (read-only; safe while the sensor runs).
+  honeytrap-ts config check [--config FILE]
+      Validate a config file and print the effective config as JSON.
+  honeytrap-ts demo [--keep-db FILE]
+      Run the sensor in two network namespaces it creates, attack it, print what was caught, clean up (root).
+  honeytrap-ts --help | --version
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 needs root.
+Docs: README.md and docs/ in the package.
+`
+
+/** Exit codes, documented in README and docs/cli.md. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, notRoot: 3 } as const
+
+const USAGE_CODES: ReadonlySet<string> = new Set(['HT_ERR_CLI_USAGE', 'HT_ERR_CONFIG_READ', 'HT_ERR_CONFIG_INVALID'])
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case undefined:
+    case 'run':
+      return runRunCommand(rest)
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(HELP)
+      return EXIT.ok
+    case '--version':
+    case '-v':
+      process.stdout.write(`${version()}\n`)
+      return EXIT.ok
+    case 'iptables':
+      return runIptablesCommand(rest)
+    case 'attacks':
+      return runAttacksCommand(rest)
+    case 'config':
+      return runConfigCommand(rest)
+    case 'demo':
+      return runDemoCommand(rest)
+    default:
+      if (command.startsWith('-')) return runRunCommand(argv)
+      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, config or demo (see --help)`)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`honeytrap-ts: ${err.message}\n`)
+      process.exitCode = EXIT.usage
+    } else if (err instanceof HoneytrapError) {
+      process.stderr.write(`honeytrap-ts: ${err.message} [${err.code}]\n`)
+      process.exitCode = err.code === 'HT_ERR_NOT_ROOT' ? EXIT.notRoot : USAGE_CODES.has(err.code) ? EXIT.usage : EXIT.failure
+    } else {
+      process.stderr.write(`honeytrap-ts: unexpected failure: ${(err as Error)?.stack ?? String(err)}\n`)
+      process.exitCode = EXIT.failure
+    }
+  },
+)

@@ -1,0 +1,129 @@
+import { z } from 'zod'
+import { parsePortSpec } from './port-spec.js'
+
+/** The one config schema. Defaults live here, each with its unit; `honeytrap.example.yaml` documents every key. */
+
+const Port = z.number().int().min(1).max(65_535)
+const PositiveInt = z.number().int().positive()
+
+/** A port list in the port-spec syntax ("22/tcp", "80,443", "8000-8100/udp"); a bare number is one port. */
+const PortList = z.union([z.string(), Port]).superRefine((value, ctx) => {
+  const result = parsePortSpec(value)
+  if (!result.ok) ctx.addIssue({ code: 'custom', message: result.error })
+})
+
+export const RESPONDER_MODES = ['normal', 'ignore', 'mirror', 'proxy'] as const
+/** Modes this version can serve; the others are reserved names for the next release. */
+export const AVAILABLE_MODES = ['normal', 'ignore'] as const
+
+const Mode = z.enum(RESPONDER_MODES).superRefine((mode, ctx) => {
+  if (!(AVAILABLE_MODES as readonly string[]).includes(mode)) {
+    ctx.addIssue({ code: 'custom', message: `mode "${mode}" is reserved for a later version; use one of: ${AVAILABLE_MODES.join(', ')}` })
+  }
+})
+
+/**
+ * When a normal-mode responder sends its template:
+ * - banner: at once on connect (server-speaks-first protocols: FTP, SMTP, MySQL, VNC, ...)
+ * - on-data: at once when the first bytes arrive (HTTP, SMB, RDP, ...)
+ * - silence: the original honeytrap's way: after each `silence.intervalMs` of client silence, up to `silence.maxReplies`
+ * - auto: banner for the ports in `responder.bannerPorts`, on-data for the others
+ */
+export const REPLY_TIMINGS = ['auto', 'banner', 'on-data', 'silence'] as const
+export type ReplyTiming = (typeof REPLY_TIMINGS)[number]
+
+const PortRule = z.strictObject({
+  ports: PortList, // which ports (and protocols) this rule covers
+  mode: Mode,
+  reply: z.enum(REPLY_TIMINGS).default('auto'),
+})
+
+export const ConfigSchema = z.strictObject({
+  monitor: z
+    .strictObject({
+      type: z.literal('nfqueue').default('nfqueue'),
+      queue: z.number().int().min(0).max(65_535).default(0), // NFQUEUE number, as in the rules' --queue-num
+      queueBufferBytes: PositiveInt.default(8 * 1024 * 1024), // netlink receive buffer: absorbs SYN bursts
+      maxHoldMs: PositiveInt.default(2_000), // a SYN held for a bind is accepted after this, bound or not
+    })
+    .prefault({}),
+
+  rules: z
+    .strictObject({
+      manage: z.boolean().default(true), // `run` installs the capture rules at start and removes what it added at exit
+      exclude: z.array(PortList).default([]), // never queued (in addition to the detected sshd ports, always excluded)
+      interface: z.string().regex(/^[A-Za-z0-9_.:+-]{1,15}$/, 'an interface name such as eth0').nullable().default(null),
+      ipv6: z.boolean().default(true),
+      includeLoopback: z.boolean().default(false), // trap connections over lo too (off: local services stay untouched)
+    })
+    .prefault({}),
+
+  listeners: z
+    .strictObject({
+      idleLifetimeMs: PositiveInt.default(120_000), // a listener with no new connection for this long is closed
+      maxListeners: PositiveInt.max(65_535 * 4).default(4_096), // beyond it, the least recently used idle listener makes room
+      ownedPortRecheckMs: PositiveInt.default(10_000), // a port found owned by a real service is not re-tried for this long
+      backlog: PositiveInt.max(65_535).default(511),
+    })
+    .prefault({}),
+
+  limits: z
+    .strictObject({
+      maxConnections: PositiveInt.default(20_000), // concurrent TCP connections + UDP sessions, all sources
+      maxConnectionsPerSource: PositiveInt.default(512), // concurrent, per source address
+      newConnectionsPerSecondPerSource: PositiveInt.default(5_000), // per source address, 1 s window
+      maxTrackedSources: PositiveInt.default(100_000), // sources remembered for the limits above (bounded memory)
+    })
+    .prefault({}),
+
+  responder: z
+    .strictObject({
+      templatesDir: z.string().min(1).nullable().default(null), // null: the templates shipped with honeytrap-ts
+      maxTemplateBytes: PositiveInt.max(16 * 1024 * 1024).default(64 * 1024),
+      idleTimeoutMs: PositiveInt.default(30_000), // silence from the attacker that ends a session
+      maxDurationMs: PositiveInt.default(300_000), // hard cap on one session
+      maxAttackBytes: PositiveInt.max(256 * 1024 * 1024).default(1024 * 1024), // the read limit: attack string kept per session
+      bannerPorts: z.array(Port).default([21, 22, 23, 25, 110, 143, 465, 587, 993, 995, 2323, 3306, 4444, 5900, 21000]),
+      silence: z
+        .strictObject({
+          intervalMs: PositiveInt.default(1_000), // client silence before each reply
+          maxReplies: PositiveInt.max(1_000).default(10), // then the session closes (replies-done)
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+
+  udp: z
+    .strictObject({
+      sessionIdleMs: PositiveInt.default(10_000), // a UDP session (one peer address+port) ends after this silence
+      maxReplyRatio: z.number().min(0).max(100).default(3), // bytes sent ≤ ratio × bytes received: no amplification
+    })
+    .prefault({}),
+
+  ports: z
+    .strictObject({
+      defaultMode: Mode.default('normal'),
+      rules: z.array(PortRule).default([]),
+    })
+    .prefault({}),
+
+  store: z
+    .strictObject({
+      path: z.string().min(1).default('/var/lib/honeytrap-ts/attacks.db'),
+      batchWindowMs: PositiveInt.max(10_000).default(200), // the most a SIGKILL can lose: attacks ended in this window
+      batchMaxAttacks: PositiveInt.default(1_000),
+      maxQueuedAttacks: PositiveInt.default(100_000), // past this the store drops (counted) instead of growing
+      maxQueuedBytes: PositiveInt.default(256 * 1024 * 1024),
+    })
+    .prefault({}),
+
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+})
+
+export type Config = z.infer<typeof ConfigSchema>
+export type ConfigInput = z.input<typeof ConfigSchema>
+export type PortRuleConfig = z.infer<typeof PortRule>

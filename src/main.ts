@@ -1,0 +1,146 @@
+import pino, { type Logger } from 'pino'
+import { shippedTemplatesDir } from './config/paths.js'
+import { parsePortSpec, type PortRange } from './config/port-spec.js'
+import type { Config } from './config/schema.js'
+import { NfqueueSource } from './monitor/nfqueue-source.js'
+import type { PacketSource } from './monitor/packet-source.js'
+import { createNormalDatagramResponder } from './responders/normal-datagram.js'
+import { createNormalResponder } from './responders/normal.js'
+import { TemplateStore } from './responders/templates.js'
+import { installRules, removeRules, type InstallReport } from './rules/iptables-runner.js'
+import { sshExcludeRanges } from './rules/iptables-rules.js'
+import { detectSshPorts } from './rules/ssh-ports.js'
+import { createSqliteStore } from './store/sqlite-store.js'
+import type { AttackStore } from './store/store.js'
+import { raiseFdLimit } from './supervisor/fd-limit.js'
+import { buildPortPolicy } from './supervisor/port-policy.js'
+import { SourceLimiter } from './supervisor/source-limiter.js'
+import { Supervisor } from './supervisor/supervisor.js'
+
+/** The one root logger: NDJSON on stdout, UTC RFC 3339 timestamps. */
+export function createRootLogger(level: string): Logger {
+  return pino({ level, timestamp: pino.stdTimeFunctions.isoTime, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }))
+}
+
+/** A running sensor. */
+export interface Sensor {
+  readonly supervisor: Supervisor
+  readonly monitor: PacketSource
+  readonly store: AttackStore
+  readonly templates: TemplateStore
+  /** Stops taking attempts, ends every session, stores everything and removes the rules it added. Idempotent. */
+  stop(): Promise<void>
+}
+
+/** Every excluded range: the config's list plus the ports sshd listens on, so the operator is never locked out. */
+export async function resolveExcludes(config: Config): Promise<PortRange[]> {
+  const ranges: PortRange[] = []
+  for (const item of config.rules.exclude) {
+    const parsed = parsePortSpec(item)
+    if (parsed.ok) ranges.push(...parsed.ranges) // the schema already refused anything else
+  }
+  ranges.push(...sshExcludeRanges(await detectSshPorts()))
+  return ranges
+}
+
+/**
+ * Composition root: config -> logger -> components -> signals. The only place that wires the stages together.
+ * Start-up order puts the rules last, so no attempt is queued before the monitor and its listeners are ready.
+ */
+export async function startSensor(config: Config, log: Logger): Promise<Sensor> {
+  const fdLimit = await raiseFdLimit()
+  const limits = { ...config.limits }
+  if (fdLimit !== null) {
+    const room = fdLimit.soft - config.listeners.maxListeners - 256 // descriptors for the db, logs, netlink, templates
+    if (room < limits.maxConnections) {
+      log.warn({ fdSoft: fdLimit.soft, fdHard: fdLimit.hard, maxConnections: limits.maxConnections, lowered: Math.max(room, 64) }, 'file descriptor limit lowers maxConnections')
+      limits.maxConnections = Math.max(room, 64)
+    }
+  }
+  log.info({ fdSoft: fdLimit?.soft, fdHard: fdLimit?.hard, maxListeners: config.listeners.maxListeners, maxConnections: limits.maxConnections }, 'limits')
+
+  const templates = new TemplateStore({
+    dir: config.responder.templatesDir ?? shippedTemplatesDir(),
+    maxTemplateBytes: config.responder.maxTemplateBytes,
+    log,
+  })
+  await templates.load()
+
+  const store = await createSqliteStore({
+    path: config.store.path,
+    batchWindowMs: config.store.batchWindowMs,
+    batchMaxAttacks: config.store.batchMaxAttacks,
+    maxQueuedAttacks: config.store.maxQueuedAttacks,
+    maxQueuedBytes: config.store.maxQueuedBytes,
+    logLevel: config.log.level,
+    log,
+  })
+
+  const excluded = await resolveExcludes(config)
+  const sessionLimits = { idleTimeoutMs: config.responder.idleTimeoutMs, maxDurationMs: config.responder.maxDurationMs }
+  const supervisor = new Supervisor({
+    listeners: config.listeners,
+    maxAttackBytes: config.responder.maxAttackBytes,
+    udpSessionIdleMs: config.udp.sessionIdleMs,
+    policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
+    limiter: new SourceLimiter(limits),
+    responder: createNormalResponder({ templates, limits: sessionLimits, silence: config.responder.silence }),
+    datagramResponder: createNormalDatagramResponder({ templates, maxReplyRatio: config.udp.maxReplyRatio }),
+    sink: (attack) => store.enqueue(attack),
+    log,
+  })
+
+  const monitor = new NfqueueSource({
+    queue: config.monitor.queue,
+    bufferBytes: config.monitor.queueBufferBytes,
+    maxHoldMs: config.monitor.maxHoldMs,
+    log,
+  })
+  try {
+    monitor.start(supervisor.onAttempt)
+  } catch (err) {
+    await supervisor.close()
+    await store.close()
+    templates.close()
+    throw err
+  }
+
+  const ruleOptions = {
+    queue: config.monitor.queue,
+    exclude: excluded,
+    interface: config.rules.interface,
+    ipv6: config.rules.ipv6,
+    includeLoopback: config.rules.includeLoopback,
+  }
+  let rules: InstallReport | null = null
+  if (config.rules.manage) {
+    try {
+      rules = await installRules(ruleOptions, { log })
+    } catch (err) {
+      await monitor.stop()
+      await supervisor.close()
+      await store.close()
+      templates.close()
+      throw err
+    }
+  }
+
+  let stopping: Promise<void> | null = null
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      // Rules first: from here on new attempts go straight to the kernel instead of waiting in the queue.
+      if (rules !== null) {
+        await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))
+      }
+      await monitor.stop()
+      await supervisor.close()
+      await store.close()
+      templates.close()
+      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats() }, 'sensor stopped')
+    })()
+    return stopping
+  }
+
+  log.info({ queue: config.monitor.queue, db: config.store.path, templates: templates.size, rules: config.rules.manage }, 'sensor started')
+  return { supervisor, monitor, store, templates, stop }
+}

@@ -1,0 +1,121 @@
+import { createRequire } from 'node:module'
+import type { Logger } from 'pino'
+import type * as Nfqueue from 'nfqueue'
+import { HoneytrapError } from '../core/errors.js'
+import { parsePacket } from './ip-packet.js'
+import type { AttemptHandler, MonitorStats, PacketSource } from './packet-source.js'
+
+export interface NfqueueSourceOptions {
+  readonly queue: number
+  readonly bufferBytes: number
+  readonly maxHoldMs: number
+  readonly log: Logger
+}
+
+type NfqueueModule = typeof Nfqueue
+
+// The only importer of the addon. Loaded lazily so commands that never capture (attacks list, export) work on a
+// machine where the addon was not built.
+function loadAddon(): NfqueueModule {
+  const require = createRequire(import.meta.url)
+  return require('nfqueue') as NfqueueModule
+}
+
+/**
+ * Connection attempts from an iptables NFQUEUE rule. Every packet gets a verdict, and it is always ACCEPT: a packet
+ * the sensor cannot parse or decide on goes through untouched, and one held for a bind goes through when the bind
+ * settles or after `maxHoldMs`, whichever is first. The addon cannot take an exception from its callback, so nothing
+ * thrown here may escape.
+ */
+export class NfqueueSource implements PacketSource {
+  readonly name = 'nfqueue'
+  readonly #o: NfqueueSourceOptions
+  readonly #log: Logger
+  #handler: AttemptHandler | null = null
+  #accept = 1
+  #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
+  #holds = new Set<() => void>()
+
+  constructor(options: NfqueueSourceOptions) {
+    this.#o = options
+    this.#log = options.log.child({ component: 'monitor', monitor: 'nfqueue', queue: options.queue })
+  }
+
+  start(handler: AttemptHandler): void {
+    let addon: NfqueueModule
+    try {
+      addon = loadAddon()
+    } catch (err) {
+      throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the nfqueue addon is not built; run `npm ci` (needs libnetfilter-queue-dev, see README)', { cause: err })
+    }
+    this.#accept = addon.NF_ACCEPT
+    const queue = new addon.NFQueue()
+    try {
+      queue.open(this.#o.queue, this.#o.bufferBytes)
+    } catch (err) {
+      const hint = process.getuid?.() === 0 ? `is another program bound to queue ${this.#o.queue}? (honeytrap-ts iptables status)` : 'run as root (CAP_NET_ADMIN is needed)'
+      throw new HoneytrapError('HT_ERR_MONITOR_OPEN', `cannot open NFQUEUE ${this.#o.queue}: ${(err as Error).message}; ${hint}`, { cause: err })
+    }
+    this.#handler = handler
+    queue.run((packet) => this.#onPacket(packet))
+    this.#log.info({ bufferBytes: this.#o.bufferBytes }, 'monitor started')
+  }
+
+  async stop(): Promise<void> {
+    this.#handler = null
+    for (const release of [...this.#holds]) release()
+  }
+
+  stats(): MonitorStats {
+    return { ...this.#stats }
+  }
+
+  #onPacket(packet: Nfqueue.NFQueuePacket): void {
+    try {
+      this.#stats.packets++
+      const handler = this.#handler
+      const parsed = parsePacket(packet.payload)
+      if (!parsed.ok) {
+        this.#stats.unparsable++
+        if (this.#log.isLevelEnabled('trace')) this.#log.trace({ reason: parsed.reason, len: packet.payload.length }, 'packet not parsed')
+        this.#verdict(packet)
+        return
+      }
+      this.#stats.attempts++
+      const pending = handler === null ? undefined : handler(parsed.attempt)
+      if (pending === undefined) {
+        this.#verdict(packet)
+        return
+      }
+      this.#hold(packet, pending)
+    } catch (err) {
+      this.#log.warn({ err }, 'packet handling failed, accepting')
+      this.#verdict(packet)
+    }
+  }
+
+  #hold(packet: Nfqueue.NFQueuePacket, pending: Promise<void>): void {
+    this.#stats.held++
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      clearTimeout(timer)
+      this.#holds.delete(release)
+      this.#stats.held--
+      this.#verdict(packet)
+    }
+    const timer = setTimeout(release, this.#o.maxHoldMs)
+    this.#holds.add(release)
+    pending.then(release, release)
+  }
+
+  #verdict(packet: Nfqueue.NFQueuePacket): void {
+    try {
+      packet.setVerdict(this.#accept)
+    } catch (err) {
+      this.#stats.verdictErrors++
+      this.#log.warn({ err }, 'verdict failed')
+    }
+  }
+}

@@ -1,0 +1,111 @@
+import type { Protocol } from '../attack/attack.js'
+import type { PortRange } from '../config/port-spec.js'
+import { HoneytrapError } from '../core/errors.js'
+
+/** The chain that holds every rule the sensor owns; INPUT only jumps to it, so removal never touches other rules. */
+export const HONEYTRAP_CHAIN = 'HONEYTRAP'
+
+/** The built-in chain the jump lives in: the sensor serves connections to this host, never forwarded traffic. */
+export const PARENT_CHAIN = 'INPUT'
+
+/** What the operator chose; the CLI and the sensor's config map onto this. */
+export interface RuleOptions {
+  readonly queue: number // NFQUEUE number, 0 to 65535; the monitor binds the same number
+  readonly exclude: readonly PortRange[] // never queued: ssh and anything else that must not depend on the sensor
+  readonly interface: string | null // null: every interface; otherwise only packets arriving on this one
+  readonly ipv6: boolean // also manage ip6tables
+  readonly includeLoopback: boolean // queue traffic on lo too (demos and tests); off by default so local tools are untouched
+}
+
+/** Everything one family needs, as argument arrays: no shell, no quoting. */
+export interface RuleSet {
+  readonly family: 4 | 6
+  readonly chain: string
+  readonly parent: string
+  /** The jump's arguments after the parent chain name, e.g. `['-i', 'eth0', '-j', 'HONEYTRAP']`. */
+  readonly jump: readonly string[]
+  /** The chain's rules in order, each as the arguments after `-A HONEYTRAP`. */
+  readonly rules: readonly (readonly string[])[]
+}
+
+// IFNAMSIZ is 16 with the terminating NUL; iptables accepts a trailing '+' as a prefix wildcard. A leading '-' is
+// refused because iptables would read the name as an option.
+const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}\+?$/
+
+/**
+ * Builds the ordered rule arguments for one family. Pure and deterministic: the same options always give the same
+ * rules, which is what lets `install` converge and `status` compare. Throws HT_ERR_CONFIG_INVALID on an option no
+ * iptables would accept, so a typo fails before any rule is touched.
+ */
+export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
+  if (!Number.isInteger(opts.queue) || opts.queue < 0 || opts.queue > 65_535) {
+    throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `queue number ${String(opts.queue)} is not an integer from 0 to 65535`)
+  }
+  if (opts.interface !== null && !INTERFACE_NAME.test(opts.interface)) {
+    throw new HoneytrapError(
+      'HT_ERR_CONFIG_INVALID',
+      `interface "${opts.interface}" is not a valid name; expected up to 15 letters, digits or _.@- not starting with - (e.g. "eth0", "ens+")`,
+    )
+  }
+  const jump = opts.interface === null ? ['-j', HONEYTRAP_CHAIN] : ['-i', opts.interface, '-j', HONEYTRAP_CHAIN]
+  const rules: string[][] = []
+  // With an interface filter on the jump, loopback never reaches the chain, so the RETURN would be dead weight.
+  if (!opts.includeLoopback && opts.interface === null) rules.push(['-i', 'lo', '-j', 'RETURN'])
+  rules.push(...buildExcludeRules(opts.exclude))
+  rules.push(...buildQueueRules(opts.queue))
+  return { family, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump, rules }
+}
+
+/**
+ * The two rules that hand new attempts to the sensor. `--queue-bypass` makes the kernel accept instead of drop when
+ * no program is bound to the queue, so a stopped or crashed sensor never blackholes the host; conntrack NEW (and
+ * `--syn` for TCP) keeps established traffic off the queue, since the sensor only needs the opening packet.
+ */
+export function buildQueueRules(queue: number): string[][] {
+  const target = ['-j', 'NFQUEUE', '--queue-num', String(queue), '--queue-bypass']
+  return [
+    ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', ...target],
+    ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', ...target],
+  ]
+}
+
+/** One RETURN per excluded range and protocol, in the order given, without duplicates (ssh is often listed twice). */
+export function buildExcludeRules(exclude: readonly PortRange[]): string[][] {
+  const seen = new Set<string>()
+  const rules: string[][] = []
+  for (const range of exclude) {
+    const dport = range.from === range.to ? String(range.from) : `${range.from}:${range.to}`
+    for (const protocol of range.protocols) {
+      const key = `${protocol}/${dport}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      rules.push(['-p', protocol, '--dport', dport, '-j', 'RETURN'])
+    }
+  }
+  return rules
+}
+
+/** Port ranges that keep the given ssh ports off the queue (TCP only: ssh never uses UDP). */
+export function sshExcludeRanges(ports: readonly number[]): PortRange[] {
+  const tcp: readonly Protocol[] = ['tcp']
+  return [...new Set(ports)].map((port) => ({ protocols: tcp, from: port, to: port }))
+}
+
+/** The binary that manages a family's rules. */
+export function iptablesBinary(family: 4 | 6): 'iptables' | 'ip6tables' {
+  return family === 4 ? 'iptables' : 'ip6tables'
+}
+
+/**
+ * The rule set as the commands `install` runs, one per line, for `--dry-run` output and the docs. The flush line is
+ * always there because install rebuilds the chain's contents on every run.
+ */
+export function formatRuleSet(set: RuleSet): string[] {
+  const bin = iptablesBinary(set.family)
+  return [
+    `${bin} -w -N ${set.chain}   # only when missing`,
+    `${bin} -w -F ${set.chain}`,
+    ...set.rules.map((rule) => `${bin} -w -A ${set.chain} ${rule.join(' ')}`),
+    `${bin} -w -I ${set.parent} 1 ${set.jump.join(' ')}   # only when missing`,
+  ]
+}

@@ -1,0 +1,182 @@
+import Database from 'better-sqlite3'
+import type { AddressFamily, CloseReason, Protocol, ResponderMode } from '../attack/attack.js'
+import { HoneytrapError } from '../core/errors.js'
+import { APPLICATION_ID, latestSchemaVersion } from './migrate.js'
+
+/**
+ * Read-only queries for the CLI (`honeytrap-ts query`, export). They run on their own connection, which WAL mode lets
+ * read a consistent snapshot while the sensor's writer keeps inserting.
+ */
+
+/** One row of `attacks` without the payload, as listings show it. Column names and units are those of docs/schema.md. */
+export interface AttackSummaryRow {
+  readonly id: string
+  readonly protocol: Protocol
+  readonly family: AddressFamily
+  readonly mode: ResponderMode
+  readonly src_ip: string
+  readonly src_port: number
+  readonly dst_ip: string
+  readonly dst_port: number
+  readonly started_at: number // ms since epoch, UTC
+  readonly ended_at: number
+  readonly close_reason: CloseReason
+  readonly bytes_received: number
+  readonly bytes_sent: number
+  readonly truncated: 0 | 1
+  readonly payload_size: number
+  readonly md5: string
+  readonly sha256: string
+  readonly sha512: string
+}
+
+/** A whole row, payload included. */
+export interface AttackRow extends AttackSummaryRow {
+  readonly payload: Buffer
+}
+
+export interface ListAttacksOptions {
+  readonly limit: number
+  readonly offset?: number
+  readonly sinceMs?: number // only attacks that started at or after this time (ms since epoch)
+  readonly protocol?: Protocol
+  readonly dstPort?: number
+}
+
+export interface AttackList {
+  readonly total: number // rows matching the filters, ignoring limit and offset
+  readonly attacks: readonly AttackSummaryRow[] // newest first
+}
+
+/** One JSON-lines record of `honeytrap-ts export`: stable field names, RFC 3339 UTC times, the payload in base64. */
+export interface ExportRecord {
+  readonly id: string
+  readonly protocol: Protocol
+  readonly family: AddressFamily
+  readonly src_ip: string
+  readonly src_port: number
+  readonly dst_ip: string
+  readonly dst_port: number
+  readonly mode: ResponderMode
+  readonly started_at: string
+  readonly ended_at: string
+  readonly duration_ms: number
+  readonly close_reason: CloseReason
+  readonly bytes_received: number
+  readonly bytes_sent: number
+  readonly truncated: boolean
+  readonly payload_size: number
+  readonly payload_md5: string
+  readonly payload_sha256: string
+  readonly payload_sha512: string
+  readonly payload_base64: string
+}
+
+const SUMMARY_COLUMNS = `id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
+  bytes_received, bytes_sent, truncated, payload_size, md5, sha256, sha512`
+
+/**
+ * Opens an existing attacks database read-only; throws HT_ERR_STORE_OPEN if it is missing, not ours, or at a schema
+ * version this code does not read.
+ */
+export function openAttackDatabase(path: string): Database.Database {
+  let db: Database.Database
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true })
+  } catch (err) {
+    throw new HoneytrapError(
+      'HT_ERR_STORE_OPEN',
+      `cannot open the attack database ${path} for reading: ${errorMessage(err)}; check the path (store.path of the sensor's config) and that this user may read it and its directory`,
+      { cause: err },
+    )
+  }
+  try {
+    checkSchema(db, path)
+    return db
+  } catch (err) {
+    db.close()
+    if (err instanceof HoneytrapError) throw err
+    throw new HoneytrapError('HT_ERR_STORE_OPEN', `cannot read the attack database ${path}: ${errorMessage(err)}; is it a honeytrap-ts database?`, { cause: err })
+  }
+}
+
+function checkSchema(db: Database.Database, path: string): void {
+  const applicationId = db.pragma('application_id', { simple: true })
+  const version = Number(db.pragma('user_version', { simple: true }))
+  const latest = latestSchemaVersion()
+  if (applicationId !== APPLICATION_ID) {
+    throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} is not a honeytrap-ts database (application_id ${String(applicationId)}); check the path`)
+  }
+  if (version > latest) {
+    throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} has schema version ${version}, newer than the ${latest} this honeytrap-ts reads; upgrade honeytrap-ts`)
+  }
+  if (version < latest) {
+    // Reading an older schema could miss columns; the sensor migrates on start, so starting it once fixes this.
+    throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} has schema version ${version}, older than ${latest}; start the sensor once (honeytrap-ts run) to migrate it`)
+  }
+}
+
+/** A page of attacks, newest first, with the total count for the same filters. */
+export function listAttacks(db: Database.Database, options: ListAttacksOptions): AttackList {
+  const where: string[] = []
+  const params: Record<string, string | number> = {}
+  if (options.sinceMs !== undefined) {
+    where.push('started_at >= @sinceMs')
+    params.sinceMs = options.sinceMs
+  }
+  if (options.protocol !== undefined) {
+    where.push('protocol = @protocol')
+    params.protocol = options.protocol
+  }
+  if (options.dstPort !== undefined) {
+    where.push('dst_port = @dstPort')
+    params.dstPort = options.dstPort
+  }
+  const whereSql = where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''
+  // Both statements in one read transaction, so the total and the page come from the same snapshot.
+  const read = db.transaction(() => {
+    const total = db.prepare<[Record<string, string | number>], { n: number }>(`SELECT count(*) AS n FROM attacks ${whereSql}`).get(params)!.n
+    const attacks = db
+      .prepare<[Record<string, string | number>], AttackSummaryRow>(
+        `SELECT ${SUMMARY_COLUMNS} FROM attacks ${whereSql} ORDER BY started_at DESC, id DESC LIMIT @limit OFFSET @offset`,
+      )
+      .all({ ...params, limit: options.limit, offset: options.offset ?? 0 })
+    return { total, attacks }
+  })
+  return read()
+}
+
+/** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */
+export function iterateAttacks(db: Database.Database): IterableIterator<AttackRow> {
+  return db.prepare<[], AttackRow>(`SELECT ${SUMMARY_COLUMNS}, payload FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
+}
+
+/** The JSON-lines export record of one row. */
+export function toExportRecord(row: AttackRow): ExportRecord {
+  return {
+    id: row.id,
+    protocol: row.protocol,
+    family: row.family,
+    src_ip: row.src_ip,
+    src_port: row.src_port,
+    dst_ip: row.dst_ip,
+    dst_port: row.dst_port,
+    mode: row.mode,
+    started_at: new Date(row.started_at).toISOString(),
+    ended_at: new Date(row.ended_at).toISOString(),
+    duration_ms: row.ended_at - row.started_at,
+    close_reason: row.close_reason,
+    bytes_received: row.bytes_received,
+    bytes_sent: row.bytes_sent,
+    truncated: row.truncated === 1,
+    payload_size: row.payload_size,
+    payload_md5: row.md5,
+    payload_sha256: row.sha256,
+    payload_sha512: row.sha512,
+    payload_base64: row.payload.toString('base64'),
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

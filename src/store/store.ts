@@ -1,0 +1,24 @@
+import type { Attack } from '../attack/attack.js'
+
+/** Counters of one store since it was opened; all are attack counts except `batches` and `writeErrors`. */
+export interface StoreStats {
+  readonly queued: number // enqueued, not yet committed (waiting for its batch or in flight to the writer)
+  readonly written: number // committed to the database
+  readonly dropped: number // never written: queue full, store closed, writer gone, or a batch that kept failing
+  readonly batches: number // batches committed (one transaction each)
+  readonly writeErrors: number // failed write attempts, retries included
+}
+
+/**
+ * Where finished attacks go. The responder calls `enqueue` on its hot path, so the store does its work elsewhere
+ * (the SQLite store: in a worker thread) and reports trouble through logs and `stats()`, never by throwing.
+ */
+export interface AttackStore {
+  /** Queues a finished attack; O(1), never blocks, never throws. Past the queue bound it drops and counts. */
+  enqueue(attack: Attack): void
+  /** Resolves when everything enqueued before the call is committed (or, if the writer is gone, counted as dropped). */
+  flush(): Promise<void>
+  /** Flushes, stops the worker and closes the database. Idempotent. */
+  close(): Promise<void>
+  stats(): StoreStats
+}

@@ -1,0 +1,81 @@
+import type { Protocol, ResponderMode } from '../attack/attack.js'
+import { parsePortSpec, type PortRange } from '../config/port-spec.js'
+import type { Config, ReplyTiming } from '../config/schema.js'
+import { ConfigError } from '../core/errors.js'
+
+/** What to do with one (protocol, port): the mode and, for normal mode, when to send the template. */
+export interface PortPolicy {
+  readonly mode: ResponderMode
+  readonly reply: Exclude<ReplyTiming, 'auto'>
+}
+
+/** Answers "how is this port served" in O(1) on the SYN path. */
+export interface PortPolicyTable {
+  resolve(protocol: Protocol, port: number): PortPolicy
+}
+
+/**
+ * Compiles `ports` into two 65,536-entry lookup tables. Overlapping rules are resolved by specificity, not order:
+ * the rule with the smallest range wins, so "1-1024 normal" plus "22 ignore" means what it says whichever comes first.
+ * Two rules covering exactly the same ports and protocol are a config error (the original made duplicates fatal
+ * without saying which; here the message names both). `excluded` ranges (the capture rules' exclude list) are `ignore`
+ * whatever the rules say, so a hand-made capture rule without the excludes still leaves those ports alone.
+ */
+export function buildPortPolicy(ports: Config['ports'], bannerPorts: readonly number[], excluded: readonly PortRange[] = []): PortPolicyTable {
+  const banner = new Set(bannerPorts)
+  const policies: Array<{ readonly mode: ResponderMode; readonly reply: ReplyTiming }> = []
+  const seen = new Map<string, number>()
+  const tables: Record<Protocol, Uint16Array> = { tcp: new Uint16Array(65_536), udp: new Uint16Array(65_536) }
+
+  const entries: Array<{ protocol: Protocol; from: number; to: number; policyIndex: number }> = []
+  ports.rules.forEach((rule, ruleIndex) => {
+    const parsed = parsePortSpec(rule.ports)
+    if (!parsed.ok) throw new ConfigError(`ports.rules.${ruleIndex}.ports: ${parsed.error}`, [{ path: `ports.rules.${ruleIndex}.ports`, message: parsed.error }])
+    const policyIndex = policies.length + 1 // 0 in a table means "the default"
+    policies.push({ mode: rule.mode, reply: rule.reply })
+    for (const range of parsed.ranges) {
+      for (const protocol of range.protocols) {
+        const key = `${protocol}:${range.from}-${range.to}`
+        const earlier = seen.get(key)
+        if (earlier !== undefined) {
+          const message = `covers the same ports as ports.rules.${earlier} (${key}); merge them or remove one`
+          throw new ConfigError(`ports.rules.${ruleIndex}: ${message}`, [{ path: `ports.rules.${ruleIndex}.ports`, message }])
+        }
+        seen.set(key, ruleIndex)
+        entries.push({ protocol, from: range.from, to: range.to, policyIndex })
+      }
+    }
+  })
+
+  // Paint wide ranges first so narrower ones overwrite them (a stable sort: of two partly overlapping ranges of the
+  // same width, the later rule wins).
+  entries.sort((a, b) => b.to - b.from - (a.to - a.from))
+  for (const e of entries) tables[e.protocol].fill(e.policyIndex, e.from, e.to + 1)
+  if (excluded.length > 0) {
+    policies.push({ mode: 'ignore', reply: 'auto' })
+    for (const range of excluded) for (const protocol of range.protocols) tables[protocol].fill(policies.length, range.from, range.to + 1)
+  }
+
+  const defaultMode = ports.defaultMode
+  // Cache one frozen object per (policy, port class) so resolve() allocates nothing.
+  const autoCache = new Map<string, PortPolicy>()
+  const withTiming = (mode: ResponderMode, reply: ReplyTiming, port: number): PortPolicy => {
+    const timing = reply === 'auto' ? (banner.has(port) ? 'banner' : 'on-data') : reply
+    const key = `${mode}/${timing}`
+    let policy = autoCache.get(key)
+    if (policy === undefined) {
+      policy = Object.freeze({ mode, reply: timing })
+      autoCache.set(key, policy)
+    }
+    return policy
+  }
+
+  return {
+    resolve(protocol: Protocol, port: number): PortPolicy {
+      const index = tables[protocol][port] ?? 0
+      if (index === 0) return withTiming(defaultMode, 'auto', port)
+      const policy = policies[index - 1]!
+      return withTiming(policy.mode, policy.reply, port)
+    },
+  }
+}

@@ -1,0 +1,296 @@
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { AttackRecorder } from '../attack/attack-recorder.js'
+import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
+import type { ConnectionAttempt } from '../monitor/packet-source.js'
+import type { DatagramResponder, Responder } from '../responders/responder.js'
+import { listenerKey, type Listener } from './listener.js'
+import type { PortPolicyTable } from './port-policy.js'
+import type { SourceLimiter } from './source-limiter.js'
+import { TcpListener } from './tcp-listener.js'
+import { UdpListener, type UdpSessionHandle } from './udp-listener.js'
+
+/** Where finished attacks go (the store's enqueue). */
+export type AttackSink = (attack: Attack) => void
+
+export interface SupervisorOptions {
+  readonly listeners: {
+    readonly idleLifetimeMs: number
+    readonly maxListeners: number
+    readonly ownedPortRecheckMs: number
+    readonly backlog: number
+  }
+  readonly maxAttackBytes: number
+  readonly udpSessionIdleMs: number
+  readonly policy: PortPolicyTable
+  readonly limiter: SourceLimiter
+  readonly responder: Responder
+  readonly datagramResponder: DatagramResponder
+  readonly sink: AttackSink
+  readonly log: Logger
+}
+
+export interface SupervisorStats {
+  readonly listeners: number
+  readonly binding: number
+  readonly sessions: number
+  readonly bound: number
+  readonly bindFailures: number
+  readonly ownedByOthers: number
+  readonly evicted: number
+  readonly idleClosed: number
+  readonly ignored: number
+  readonly recorded: number
+  readonly listenerLimitHits: number
+}
+
+// Bounds how often a recurring condition is logged (limits under a flood would otherwise flood the log too).
+const WARN_INTERVAL_MS = 10_000
+// First datagrams whose session has not started yet; far more than can be in flight between verdict and delivery.
+const MAX_UDP_TARGETS = 4_096
+
+/**
+ * Turns connection attempts into listeners, bound on demand before the monitor lets the packet through, and
+ * connections into recorded attacks. One listener per (family, protocol, port); concurrent and retransmitted SYNs for a
+ * port being bound share one bind; a port a real service owns is left alone. Listeners are kept in least-recently-used
+ * order (a Map re-inserted on use), so both the idle sweep and eviction look only at the oldest entries.
+ */
+export class Supervisor {
+  readonly #o: SupervisorOptions
+  readonly #log: Logger
+  readonly #listeners = new Map<number, Listener>()
+  readonly #binding = new Map<number, Promise<void>>()
+  readonly #owned = new Map<number, number>() // key -> time until which we don't retry the bind
+  readonly #sessions = new Set<AbortController>()
+  // The destination address of recent first datagrams, from the monitor: a wildcard UDP socket cannot tell it.
+  readonly #udpTargets = new Map<string, string>()
+  readonly #settled = new Set<Promise<unknown>>()
+  readonly #sweepTimer: NodeJS.Timeout
+  #closing = false
+  #lastLimitWarnMs = 0
+  #counters = { bound: 0, bindFailures: 0, ownedByOthers: 0, evicted: 0, idleClosed: 0, ignored: 0, recorded: 0, listenerLimitHits: 0 }
+
+  constructor(options: SupervisorOptions) {
+    this.#o = options
+    this.#log = options.log.child({ component: 'supervisor' })
+    const sweepEveryMs = Math.max(250, Math.min(5_000, Math.floor(options.listeners.idleLifetimeMs / 4)))
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepEveryMs).unref()
+  }
+
+  /** The monitor's handler: resolves when a listener for the attempt's port exists (or none will be made). */
+  onAttempt = (attempt: ConnectionAttempt): void | Promise<void> => {
+    if (this.#closing) return
+    const policy = this.#o.policy.resolve(attempt.protocol, attempt.dstPort)
+    if (policy.mode === 'ignore') {
+      this.#counters.ignored++
+      return
+    }
+    if (attempt.protocol === 'udp') this.#rememberUdpTarget(attempt)
+    const key = listenerKey(attempt.family, attempt.protocol, attempt.dstPort)
+    const existing = this.#listeners.get(key)
+    if (existing !== undefined) {
+      this.#touch(existing)
+      return
+    }
+    const pending = this.#binding.get(key)
+    if (pending !== undefined) return pending
+    const ownedUntil = this.#owned.get(key)
+    if (ownedUntil !== undefined) {
+      if (Date.now() < ownedUntil) return
+      this.#owned.delete(key)
+    }
+    const bind = this.#bind(attempt.family, attempt.protocol, attempt.dstPort, key).finally(() => this.#binding.delete(key))
+    this.#binding.set(key, bind)
+    return bind
+  }
+
+  stats(): SupervisorStats {
+    let sessions = 0
+    for (const l of this.#listeners.values()) sessions += l.active
+    return { listeners: this.#listeners.size, binding: this.#binding.size, sessions, ...this.#counters }
+  }
+
+  /** Closes every listener, ends every session with 'shutdown' and waits until each attack has reached the sink. */
+  async close(): Promise<void> {
+    if (this.#closing) return
+    this.#closing = true
+    clearInterval(this.#sweepTimer)
+    await Promise.allSettled([...this.#binding.values()])
+    for (const listener of this.#listeners.values()) listener.close()
+    this.#listeners.clear()
+    for (const controller of this.#sessions) controller.abort()
+    await Promise.allSettled([...this.#settled])
+  }
+
+  #rememberUdpTarget(attempt: ConnectionAttempt): void {
+    this.#udpTargets.set(`${attempt.srcAddress}|${attempt.srcPort}|${attempt.dstPort}`, attempt.dstAddress)
+    if (this.#udpTargets.size > MAX_UDP_TARGETS) {
+      const oldest = this.#udpTargets.keys().next()
+      if (oldest.done !== true) this.#udpTargets.delete(oldest.value)
+    }
+  }
+
+  #touch(listener: Listener): void {
+    listener.lastUsedMs = Date.now()
+    this.#listeners.delete(listener.key)
+    this.#listeners.set(listener.key, listener)
+  }
+
+  async #bind(family: AddressFamily, protocol: Protocol, port: number, key: number): Promise<void> {
+    if (!this.#makeRoom()) return
+    try {
+      const listener =
+        protocol === 'tcp'
+          ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s) })
+          : await UdpListener.open({ family, port, sessionIdleMs: this.#o.udpSessionIdleMs, startSession: (l, peer, send) => this.#startUdp(l, peer, send) })
+      if (this.#closing) {
+        listener.close()
+        return
+      }
+      this.#listeners.set(key, listener)
+      this.#counters.bound++
+      this.#log.debug({ family, protocol, port, listeners: this.#listeners.size }, 'listener started')
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      // Whatever the reason, don't retry on every retransmitted SYN: a real service (EADDRINUSE) keeps its port.
+      this.#owned.set(key, Date.now() + this.#o.listeners.ownedPortRecheckMs)
+      if (code === 'EADDRINUSE') {
+        this.#counters.ownedByOthers++
+        this.#log.debug({ family, protocol, port }, 'port owned by another service')
+      } else {
+        this.#counters.bindFailures++
+        this.#log.warn({ family, protocol, port, err }, 'listener bind failed')
+      }
+    }
+  }
+
+  /** Makes room for one more listener, closing the least recently used idle one if the bound is reached. */
+  #makeRoom(): boolean {
+    const max = this.#o.listeners.maxListeners
+    if (this.#listeners.size + this.#binding.size <= max) return true
+    this.#counters.listenerLimitHits++
+    let victim: Listener | undefined
+    for (const listener of this.#listeners.values()) {
+      if (listener.active === 0) {
+        victim = listener
+        break
+      }
+      victim ??= listener // every listener busy: the oldest still goes; its open sessions carry on (TCP)
+    }
+    this.#warnLimit({ maxListeners: max }, 'listener bound reached, evicting least recently used')
+    if (victim === undefined) return false
+    this.#closeListener(victim, 'evicted')
+    this.#counters.evicted++
+    return true
+  }
+
+  #closeListener(listener: Listener, reason: 'evicted' | 'idle'): void {
+    this.#listeners.delete(listener.key)
+    if (listener instanceof UdpListener) listener.close(reason === 'evicted' ? 'evicted' : 'idle-timeout')
+    else listener.close()
+    this.#log.debug({ family: listener.family, protocol: listener.protocol, port: listener.port, reason }, 'listener closed')
+  }
+
+  #sweep(): void {
+    const cutoff = Date.now() - this.#o.listeners.idleLifetimeMs
+    for (const listener of this.#listeners.values()) {
+      if (listener.lastUsedMs > cutoff) break // LRU order: everything after is newer
+      this.#closeListener(listener, 'idle')
+      this.#counters.idleClosed++
+    }
+    // The owned-port cache is bounded by the port space, but expired entries are dropped to keep it small.
+    const now = Date.now()
+    for (const [key, until] of this.#owned) if (until <= now) this.#owned.delete(key)
+  }
+
+  #warnLimit(fields: Record<string, unknown>, message: string): void {
+    const now = Date.now()
+    if (now - this.#lastLimitWarnMs < WARN_INTERVAL_MS) return
+    this.#lastLimitWarnMs = now
+    this.#log.warn({ ...fields, refused: this.#o.limiter.refused, evicted: this.#counters.evicted }, message)
+  }
+
+  #admit(source: string): boolean {
+    const refusal = this.#o.limiter.admit(source)
+    if (refusal === null) return true
+    this.#warnLimit({ limit: refusal, src: source }, 'connection limit reached, refusing')
+    return false
+  }
+
+  #record(attack: Attack): void {
+    this.#counters.recorded++
+    this.#o.sink(attack)
+  }
+
+  #serveTcp(listener: TcpListener, socket: Socket): void {
+    const srcAddress = socket.remoteAddress
+    const srcPort = socket.remotePort
+    if (this.#closing || srcAddress === undefined || srcPort === undefined || !this.#admit(srcAddress)) {
+      socket.resetAndDestroy()
+      return
+    }
+    this.#touch(listener)
+    const source: Endpoint = { address: srcAddress, port: srcPort }
+    const target: Endpoint = { address: socket.localAddress ?? '', port: listener.port }
+    const policy = this.#o.policy.resolve('tcp', listener.port)
+    const recorder = new AttackRecorder({
+      protocol: 'tcp',
+      family: listener.family,
+      mode: policy.mode,
+      source,
+      target,
+      maxAttackBytes: this.#o.maxAttackBytes,
+    })
+    const controller = new AbortController()
+    this.#sessions.add(controller)
+    const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
+    log.debug({ sport: srcPort }, 'connection accepted')
+    const served = this.#o.responder
+      .handle({ socket, source, target, policy, recorder, log, signal: controller.signal })
+      .catch((err: unknown): CloseReason => {
+        // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
+        log.error({ err }, 'responder failed')
+        socket.destroy()
+        return 'peer-reset'
+      })
+      .then((reason) => {
+        this.#sessions.delete(controller)
+        this.#o.limiter.release(srcAddress)
+        this.#record(recorder.finish(reason))
+        log.debug({ reason, bytesReceived: recorder.bytesReceived }, 'connection closed')
+      })
+    this.#settled.add(served)
+    void served.finally(() => this.#settled.delete(served))
+  }
+
+  #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void): UdpSessionHandle | null {
+    if (this.#closing || !this.#admit(peer.address)) return null
+    this.#touch(listener)
+    const policy = this.#o.policy.resolve('udp', listener.port)
+    const targetKey = `${peer.address}|${peer.port}|${listener.port}`
+    const dstAddress = this.#udpTargets.get(targetKey) ?? (listener.family === 6 ? '::' : '0.0.0.0')
+    this.#udpTargets.delete(targetKey)
+    const target: Endpoint = { address: dstAddress, port: listener.port }
+    const recorder = new AttackRecorder({
+      protocol: 'udp',
+      family: listener.family,
+      mode: policy.mode,
+      source: peer,
+      target,
+      maxAttackBytes: this.#o.maxAttackBytes,
+    })
+    const session = { source: peer, target, recorder, send }
+    const responder = this.#o.datagramResponder
+    return {
+      datagram: (data: Buffer): CloseReason | null => {
+        if (recorder.received(data)) return 'size-limit'
+        responder.onDatagram(session)
+        return null
+      },
+      finish: (reason: CloseReason): void => {
+        this.#o.limiter.release(peer.address)
+        this.#record(recorder.finish(reason))
+      },
+    }
+  }
+}

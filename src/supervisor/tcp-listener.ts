@@ -1,0 +1,61 @@
+import { createServer, type Server, type Socket } from 'node:net'
+import type { AddressFamily } from '../attack/attack.js'
+import { listenerKey, wildcardAddress, type Listener } from './listener.js'
+
+export interface TcpListenerOptions {
+  readonly family: AddressFamily
+  readonly port: number
+  readonly backlog: number
+  /** Called for every accepted connection; `listener.active` is already counted. */
+  readonly onConnection: (listener: TcpListener, socket: Socket) => void
+}
+
+/** A wildcard TCP listener on one port. */
+export class TcpListener implements Listener {
+  readonly key: number
+  readonly family: AddressFamily
+  readonly protocol = 'tcp' as const
+  readonly port: number
+  lastUsedMs = Date.now()
+  #active = 0
+  readonly #server: Server
+
+  private constructor(server: Server, options: TcpListenerOptions) {
+    this.#server = server
+    this.family = options.family
+    this.port = options.port
+    this.key = listenerKey(options.family, 'tcp', options.port)
+  }
+
+  /** Binds and listens; rejects with the system error (EADDRINUSE when a real service owns the port). */
+  static open(options: TcpListenerOptions): Promise<TcpListener> {
+    const server = createServer({ noDelay: true })
+    const listener = new TcpListener(server, options)
+    server.on('connection', (socket) => {
+      listener.#active++
+      listener.lastUsedMs = Date.now()
+      socket.once('close', () => listener.#active--)
+      options.onConnection(listener, socket)
+    })
+    return new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(
+        { host: wildcardAddress(options.family), port: options.port, backlog: options.backlog, ipv6Only: options.family === 6, exclusive: true },
+        () => {
+          server.off('error', reject)
+          // Accept errors (EMFILE) surface here; the supervisor's limits keep them rare, and they must not crash.
+          server.on('error', () => undefined)
+          resolve(listener)
+        },
+      )
+    })
+  }
+
+  get active(): number {
+    return this.#active
+  }
+
+  close(): void {
+    this.#server.close()
+  }
+}

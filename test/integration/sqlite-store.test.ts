@@ -1,0 +1,441 @@
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Writable } from 'node:stream'
+import Database from 'better-sqlite3'
+import { pino, type Logger } from 'pino'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import type { Attack } from '../../src/attack/attack.js'
+import { hasErrorCode } from '../../src/core/errors.js'
+import { createUlid } from '../../src/core/ids.js'
+import { openAttackDatabase } from '../../src/store/attack-query.js'
+import { createSqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js'
+import type { AttackStore } from '../../src/store/store.js'
+
+// These tests run the real writer thread, which is the compiled dist/store/sqlite-writer-worker.js: `npm test` builds
+// first (see resolveWorkerUrl in sqlite-store.ts).
+
+const silent = pino({ level: 'silent' })
+
+/** A temp dir whose stores and connections are closed, and which is removed, when the test finishes. */
+function useTempDir(): { dir: string; track: (resource: AttackStore | Database.Database) => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'honeytrap-store-'))
+  const resources: (AttackStore | Database.Database)[] = []
+  onTestFinished(async () => {
+    for (const resource of resources.reverse()) {
+      if (resource instanceof Database) resource.close()
+      else await resource.close()
+    }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { dir, track: (resource) => resources.push(resource) }
+}
+
+function storeOptions(path: string, overrides: Partial<SqliteStoreOptions> = {}): SqliteStoreOptions {
+  return {
+    path,
+    batchWindowMs: 50,
+    batchMaxAttacks: 500,
+    maxQueuedAttacks: 100_000,
+    maxQueuedBytes: 256 * 1024 * 1024,
+    logLevel: 'silent',
+    log: silent,
+    ...overrides,
+  }
+}
+
+let port = 1024
+function makeAttack(payload: Buffer, overrides: Partial<Attack> = {}): Attack {
+  const startedAtMs = Date.now()
+  port = port >= 65_000 ? 1024 : port + 1
+  return {
+    id: createUlid(),
+    protocol: 'tcp',
+    family: 4,
+    mode: 'normal',
+    source: { address: '198.18.0.2', port },
+    target: { address: '198.18.0.1', port: 22 },
+    startedAtMs,
+    endedAtMs: startedAtMs + 1234,
+    closeReason: 'peer-closed',
+    payload,
+    truncated: false,
+    bytesReceived: payload.length,
+    bytesSent: 17,
+    ...overrides,
+  }
+}
+
+interface DbRow {
+  id: string
+  protocol: string
+  family: number
+  mode: string
+  src_ip: string
+  src_port: number
+  dst_ip: string
+  dst_port: number
+  started_at: number
+  ended_at: number
+  close_reason: string
+  bytes_received: number
+  bytes_sent: number
+  truncated: number
+  payload: Buffer
+  payload_size: number
+  md5: string
+  sha256: string
+  sha512: string
+}
+
+function readRows(path: string): DbRow[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true })
+  try {
+    return db.prepare<[], DbRow>('SELECT * FROM attacks ORDER BY id').all()
+  } finally {
+    db.close()
+  }
+}
+
+function digest(algorithm: string, data: Buffer): string {
+  return createHash(algorithm).update(data).digest('hex')
+}
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describe('sqlite store', () => {
+  it('stores every attack with its fields and the digests of its payload', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'nested', 'deeper', 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path))
+    track(store)
+
+    const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    const big = Buffer.alloc(3 * 1024 * 1024)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff
+    const payloads: Buffer[] = [
+      Buffer.alloc(0),
+      allBytes,
+      Buffer.from([0x00]),
+      Buffer.from('GET / HTTP/1.0\r\n\r\n'), // small: shares Node's 8 KiB pool with other buffers
+      big.subarray(1000, 1000 + 70_000), // a view into a larger buffer: only its own bytes must be stored
+      big.subarray(0, 1024 * 1024),
+    ]
+    for (let i = 0; i < 200; i++) payloads.push(allBytes.subarray(i % 256, (i % 256) + ((i * 13) % 200)))
+    const attacks = payloads.map((payload, i) =>
+      makeAttack(payload, {
+        protocol: i % 3 === 0 ? 'udp' : 'tcp',
+        family: i % 2 === 0 ? 4 : 6,
+        source: i % 2 === 0 ? { address: '203.0.113.9', port: 40_000 + i } : { address: '2001:db8::9', port: 50_000 + i },
+        target: i % 2 === 0 ? { address: '198.18.0.1', port: 1 + i } : { address: 'fd00::1', port: 1 + i },
+        mode: i % 4 === 0 ? 'ignore' : 'normal',
+        closeReason: i % 5 === 0 ? 'size-limit' : 'idle-timeout',
+        truncated: i % 5 === 0,
+        bytesReceived: payload.length + (i % 5 === 0 ? 99 : 0),
+        bytesSent: i,
+      }),
+    )
+    for (const attack of attacks) store.enqueue(attack)
+    await store.flush()
+
+    expect(store.stats()).toMatchObject({ queued: 0, written: attacks.length, dropped: 0, writeErrors: 0 })
+    // The caller's buffers are untouched (they were copied, not transferred).
+    expect(big.length).toBe(3 * 1024 * 1024)
+    expect(payloads[1]).toEqual(allBytes)
+
+    const rows = new Map(readRows(path).map((row) => [row.id, row]))
+    expect(rows.size).toBe(attacks.length)
+    for (const attack of attacks) {
+      const row = rows.get(attack.id)
+      expect(row).toEqual({
+        id: attack.id,
+        protocol: attack.protocol,
+        family: attack.family,
+        mode: attack.mode,
+        src_ip: attack.source.address,
+        src_port: attack.source.port,
+        dst_ip: attack.target.address,
+        dst_port: attack.target.port,
+        started_at: attack.startedAtMs,
+        ended_at: attack.endedAtMs,
+        close_reason: attack.closeReason,
+        bytes_received: attack.bytesReceived,
+        bytes_sent: attack.bytesSent,
+        truncated: attack.truncated ? 1 : 0,
+        payload: Buffer.from(attack.payload),
+        payload_size: attack.payload.length,
+        md5: digest('md5', attack.payload),
+        sha256: digest('sha256', attack.payload),
+        sha512: digest('sha512', attack.payload),
+      })
+    }
+
+    // Attack data is sensitive: the file is 0600 and the directories the store created are 0700.
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    expect(statSync(join(dir, 'nested')).mode & 0o777).toBe(0o700)
+    expect(statSync(join(dir, 'nested', 'deeper')).mode & 0o777).toBe(0o700)
+  })
+
+  it('opens in WAL mode with the schema migrated', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    track(await createSqliteStore(storeOptions(path)))
+    const db = new Database(path, { readonly: true })
+    track(db)
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    expect(db.pragma('user_version', { simple: true })).toBe(1)
+  })
+
+  it('batches a burst into few transactions', async () => {
+    const { dir, track } = useTempDir()
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { batchMaxAttacks: 500, batchWindowMs: 1000 }))
+    track(store)
+    for (let i = 0; i < 5000; i++) store.enqueue(makeAttack(Buffer.from([i & 0xff])))
+    await store.flush()
+    const stats = store.stats()
+    expect(stats.written).toBe(5000)
+    expect(stats.batches).toBeGreaterThanOrEqual(10)
+    expect(stats.batches).toBeLessThanOrEqual(11)
+  })
+
+  it('writes a lone attack after the batch window without a flush', async () => {
+    const { dir, track } = useTempDir()
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { batchWindowMs: 100 }))
+    track(store)
+    const startMs = Date.now()
+    store.enqueue(makeAttack(Buffer.from('x')))
+    await until(() => store.stats().written === 1)
+    expect(Date.now() - startMs).toBeGreaterThanOrEqual(90)
+    expect(store.stats()).toMatchObject({ written: 1, batches: 1, queued: 0 })
+  })
+
+  it('drops and counts past the attack bound, and warns once per interval', async () => {
+    const { dir, track } = useTempDir()
+    const lines: { level: number; dropped?: number; reason?: string }[] = []
+    const log: Logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done): void {
+          lines.push(JSON.parse(chunk.toString('utf8')) as { level: number })
+          done()
+        },
+      }),
+    )
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { maxQueuedAttacks: 100, batchWindowMs: 1000, log }))
+    track(store)
+    for (let i = 0; i < 250; i++) store.enqueue(makeAttack(Buffer.from('payload')))
+    expect(store.stats()).toMatchObject({ queued: 100, dropped: 150 })
+    await store.flush()
+    expect(store.stats()).toMatchObject({ queued: 0, written: 100, dropped: 150 })
+    await new Promise((resolve) => setImmediate(resolve))
+    const warnings = lines.filter((line) => line.level === 40)
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatchObject({ dropped: 1, reason: 'queue-full' })
+    // Once the queue drained, enqueue accepts again.
+    store.enqueue(makeAttack(Buffer.from('later')))
+    await store.flush()
+    expect(store.stats().written).toBe(101)
+  })
+
+  it('drops and counts past the byte bound', async () => {
+    const { dir, track } = useTempDir()
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { maxQueuedBytes: 1000, batchWindowMs: 1000 }))
+    track(store)
+    for (let i = 0; i < 5; i++) store.enqueue(makeAttack(Buffer.alloc(300, i)))
+    expect(store.stats()).toMatchObject({ queued: 3, dropped: 2 })
+    // Empty payloads cost no bytes, only a place in the attack bound.
+    store.enqueue(makeAttack(Buffer.alloc(0)))
+    await store.flush()
+    expect(store.stats()).toMatchObject({ written: 4, dropped: 2 })
+  })
+
+  it('close flushes, is idempotent, and later enqueues are dropped and counted', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path, { batchWindowMs: 10_000 }))
+    const attacks = Array.from({ length: 10 }, (_, i) => makeAttack(Buffer.from(`attack ${i}`)))
+    for (const attack of attacks) store.enqueue(attack)
+    const first = store.close()
+    const second = store.close()
+    await Promise.all([first, second])
+    await store.close()
+    expect(store.stats()).toMatchObject({ written: 10, dropped: 0, queued: 0 })
+    expect(readRows(path).map((row) => row.id)).toEqual(attacks.map((attack) => attack.id))
+
+    expect(() => store.enqueue(makeAttack(Buffer.from('too late')))).not.toThrow()
+    expect(store.stats().dropped).toBe(1)
+    await store.flush()
+    // The writer checkpointed and removed the WAL on close.
+    expect(() => statSync(`${path}-wal`)).toThrow()
+  })
+
+  it('keeps the data when reopened', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const first = await createSqliteStore(storeOptions(path))
+    const a = makeAttack(Buffer.from('first'))
+    first.enqueue(a)
+    await first.close()
+    const second = await createSqliteStore(storeOptions(path))
+    track(second)
+    const b = makeAttack(Buffer.from('second'))
+    second.enqueue(b)
+    await second.flush()
+    expect(readRows(path).map((row) => row.id)).toEqual([a.id, b.id])
+  })
+
+  it('refuses a database written by a newer schema', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    await (await createSqliteStore(storeOptions(path))).close()
+    const db = new Database(path)
+    db.pragma('user_version = 99')
+    db.close()
+    const err: unknown = await createSqliteStore(storeOptions(path)).catch((e: unknown) => e)
+    expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect((err as Error).message).toContain(path)
+    expect((err as Error).message).toContain('99')
+  })
+
+  it('refuses a file that is not a database, and leaves it alone', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const content = Buffer.from('this is a text file, not SQLite\n'.repeat(200))
+    writeFileSync(path, content)
+    const err: unknown = await createSqliteStore(storeOptions(path)).catch((e: unknown) => e)
+    expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect((err as Error).message).toContain(path)
+    expect((err as Error).message).toContain('not a SQLite database')
+    expect((err as Error).cause).toMatchObject({ code: 'SQLITE_NOTADB' })
+    expect(readFileSync(path)).toEqual(content)
+  })
+
+  it('refuses a path that is a directory', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    mkdirSync(path)
+    const err: unknown = await createSqliteStore(storeOptions(path)).catch((e: unknown) => e)
+    expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
+  })
+
+  it('lets a read-only connection query while the writer inserts', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path, { batchWindowMs: 5, batchMaxAttacks: 50 }))
+    track(store)
+    const reader = openAttackDatabase(path)
+    track(reader)
+    const count = reader.prepare<[], { n: number }>('SELECT count(*) AS n FROM attacks')
+    const seen: number[] = []
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 50; i++) store.enqueue(makeAttack(Buffer.alloc(2000, i)))
+      seen.push(count.get()!.n)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    await store.flush()
+    seen.push(count.get()!.n)
+    expect(seen.at(-1)).toBe(2000)
+    // Counts only grow, and the reader saw the table part-way filled: it read during the writes, not after them.
+    expect(seen).toEqual([...seen].sort((x, y) => x - y))
+    expect(seen.some((n) => n > 0 && n < 2000)).toBe(true)
+  })
+
+  it('retries a batch while the database is locked, then writes it', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path, { busyTimeoutMs: 20, retryBaseDelayMs: 20, maxWriteAttempts: 8 }))
+    track(store)
+    const locker = new Database(path)
+    track(locker)
+    locker.exec('BEGIN EXCLUSIVE')
+    const attack = makeAttack(Buffer.from('locked out'))
+    store.enqueue(attack)
+    const flushed = store.flush()
+    await until(() => store.stats().writeErrors >= 2)
+    locker.exec('COMMIT')
+    await flushed
+    expect(store.stats()).toMatchObject({ written: 1, dropped: 0, batches: 1 })
+    expect(readRows(path).map((row) => row.id)).toEqual([attack.id])
+  })
+
+  it('drops a batch that keeps failing and still writes the following ones', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path, { busyTimeoutMs: 10, retryBaseDelayMs: 5, maxWriteAttempts: 3 }))
+    track(store)
+    const locker = new Database(path)
+    track(locker)
+    locker.exec('BEGIN EXCLUSIVE')
+    for (let i = 0; i < 5; i++) store.enqueue(makeAttack(Buffer.from(`lost ${i}`)))
+    await store.flush()
+    expect(store.stats()).toMatchObject({ written: 0, dropped: 5, writeErrors: 3, queued: 0 })
+    locker.exec('COMMIT')
+    const kept = makeAttack(Buffer.from('kept'))
+    store.enqueue(kept)
+    await store.flush()
+    expect(store.stats()).toMatchObject({ written: 1, dropped: 5 })
+    expect(readRows(path).map((row) => row.id)).toEqual([kept.id])
+  })
+
+  it('keeps every attack enqueued before the last batch window when the process is SIGKILLed', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const batchWindowMs = 200
+    const helper = fileURLToPath(new URL('../helpers/store-writer-child.mjs', import.meta.url))
+    const child = spawn(process.execPath, [helper, path, String(batchWindowMs), 'info'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      child.kill('SIGKILL')
+    })
+    const enqueued: { id: string; atMs: number }[] = []
+    const storedLogs: Record<string, unknown>[] = []
+    let buffered = ''
+    let ready = false
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      buffered += chunk
+      const lines = buffered.split('\n')
+      buffered = lines.pop() ?? ''
+      for (const line of lines) {
+        const match = /^enqueued ([0-9A-Z]{26}) (\d+)$/.exec(line)
+        if (match) enqueued.push({ id: match[1]!, atMs: Number(match[2]) })
+        else if (line === 'ready') ready = true
+        else if (line.startsWith('{')) {
+          const record = JSON.parse(line) as Record<string, unknown>
+          if (record.msg === 'attack stored') storedLogs.push(record)
+        }
+      }
+    })
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)))
+    await until(() => ready)
+    await new Promise((resolve) => setTimeout(resolve, 1500 + Math.random() * 1500))
+    const killAtMs = Date.now()
+    child.kill('SIGKILL')
+    expect(await exited).toBe('SIGKILL')
+
+    // After a crash the WAL is still there; a read-only connection (the CLI's) must still see the committed rows.
+    const db = openAttackDatabase(path)
+    const ids = new Set(db.prepare<[], string>('SELECT id FROM attacks').pluck().all())
+    db.close()
+    const mustHave = enqueued.filter((attack) => attack.atMs < killAtMs - (batchWindowMs + 500))
+    expect(mustHave.length).toBeGreaterThan(500)
+    expect(mustHave.filter((attack) => !ids.has(attack.id))).toEqual([])
+    // Nothing is stored that was not enqueued, and an 'attack stored' line means the row is committed.
+    const enqueuedIds = new Set(enqueued.map((attack) => attack.id))
+    expect([...ids].filter((id) => !enqueuedIds.has(id))).toEqual([])
+    expect(storedLogs.length).toBeGreaterThan(0)
+    for (const record of storedLogs) expect(ids.has(record.attackId as string)).toBe(true)
+    // The log line carries the fixed fields and never the payload.
+    expect(Object.keys(storedLogs[0]!).sort()).toEqual(
+      ['attackId', 'bytesReceived', 'bytesSent', 'closeReason', 'component', 'dport', 'dst', 'level', 'mode', 'msg', 'protocol', 'sha256', 'sport', 'src', 'time', 'truncated'].sort(),
+    )
+  })
+})

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest'
+
+import { parsePortSpec, type PortRange } from '../../src/config/port-spec.js'
+import { hasErrorCode } from '../../src/core/errors.js'
+import { buildRuleSet, formatRuleSet, sshExcludeRanges, type RuleOptions } from '../../src/rules/iptables-rules.js'
+import { hasFirewallCapabilities, formatCommand } from '../../src/rules/rules-exec.js'
+
+function ranges(spec: string): PortRange[] {
+  const parsed = parsePortSpec(spec)
+  if (!parsed.ok) throw new Error(parsed.error)
+  return parsed.ranges
+}
+
+const BASE: RuleOptions = { queue: 7, exclude: [], interface: null, ipv6: true, includeLoopback: false }
+
+describe('buildRuleSet', () => {
+  it('returns loopback, then each exclusion, then the two queue rules, in that order', () => {
+    const set = buildRuleSet({ ...BASE, exclude: ranges('22/tcp,53,8000-8100/udp') }, 4)
+    expect(set.chain).toBe('HONEYTRAP')
+    expect(set.parent).toBe('INPUT')
+    expect(set.jump).toEqual(['-j', 'HONEYTRAP'])
+    expect(set.rules).toEqual([
+      ['-i', 'lo', '-j', 'RETURN'],
+      ['-p', 'tcp', '--dport', '22', '-j', 'RETURN'],
+      ['-p', 'tcp', '--dport', '53', '-j', 'RETURN'],
+      ['-p', 'udp', '--dport', '53', '-j', 'RETURN'],
+      ['-p', 'udp', '--dport', '8000:8100', '-j', 'RETURN'],
+      ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', '7', '--queue-bypass'],
+      ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', '7', '--queue-bypass'],
+    ])
+  })
+
+  it('gives the same rules for both families', () => {
+    const opts = { ...BASE, exclude: ranges('22/tcp') }
+    expect(buildRuleSet(opts, 6).rules).toEqual(buildRuleSet(opts, 4).rules)
+    expect(buildRuleSet(opts, 6).family).toBe(6)
+  })
+
+  it('drops the loopback RETURN when loopback is included', () => {
+    const set = buildRuleSet({ ...BASE, includeLoopback: true }, 4)
+    expect(set.rules.some((r) => r.includes('lo'))).toBe(false)
+    expect(set.rules).toHaveLength(2)
+  })
+
+  it('puts the interface on the jump and leaves loopback alone, since lo never reaches the chain', () => {
+    const set = buildRuleSet({ ...BASE, interface: 'eth0' }, 4)
+    expect(set.jump).toEqual(['-i', 'eth0', '-j', 'HONEYTRAP'])
+    expect(set.rules.some((r) => r.includes('lo'))).toBe(false)
+    expect(buildRuleSet({ ...BASE, interface: 'ens+' }, 4).jump).toEqual(['-i', 'ens+', '-j', 'HONEYTRAP'])
+  })
+
+  it('writes each exclusion once even when listed twice (ssh detection and the config often both say 22)', () => {
+    const exclude = [...ranges('22/tcp'), ...sshExcludeRanges([22, 2222, 22])]
+    const returns = buildRuleSet({ ...BASE, exclude }, 4).rules.filter((r) => r.includes('--dport'))
+    expect(returns).toEqual([
+      ['-p', 'tcp', '--dport', '22', '-j', 'RETURN'],
+      ['-p', 'tcp', '--dport', '2222', '-j', 'RETURN'],
+    ])
+  })
+
+  it('accepts the queue range ends', () => {
+    expect(buildRuleSet({ ...BASE, queue: 0 }, 4).rules.at(-1)).toContain('0')
+    expect(buildRuleSet({ ...BASE, queue: 65_535 }, 4).rules.at(-1)).toContain('65535')
+  })
+
+  it.each([-1, 65_536, 1.5, Number.NaN])('rejects queue %s with HT_ERR_CONFIG_INVALID', (queue) => {
+    expect.assertions(1)
+    try {
+      buildRuleSet({ ...BASE, queue }, 4)
+    } catch (err) {
+      expect(hasErrorCode(err, 'HT_ERR_CONFIG_INVALID')).toBe(true)
+    }
+  })
+
+  it.each(['', 'eth0 -j ACCEPT', 'a-very-long-interface-name', 'eth/0', '-j'])('rejects interface %j', (name) => {
+    expect.assertions(1)
+    try {
+      buildRuleSet({ ...BASE, interface: name }, 4)
+    } catch (err) {
+      expect(hasErrorCode(err, 'HT_ERR_CONFIG_INVALID')).toBe(true)
+    }
+  })
+})
+
+describe('sshExcludeRanges', () => {
+  it('makes one TCP-only range per unique port', () => {
+    expect(sshExcludeRanges([22, 2222, 22])).toEqual([
+      { protocols: ['tcp'], from: 22, to: 22 },
+      { protocols: ['tcp'], from: 2222, to: 2222 },
+    ])
+  })
+})
+
+describe('formatRuleSet', () => {
+  it('lists the commands install runs, with the right binary per family', () => {
+    const lines = formatRuleSet(buildRuleSet({ ...BASE, exclude: ranges('22/tcp'), interface: 'eth0' }, 6))
+    expect(lines[0]).toMatch(/^ip6tables -w -N HONEYTRAP/)
+    expect(lines).toContain('ip6tables -w -F HONEYTRAP')
+    expect(lines).toContain('ip6tables -w -A HONEYTRAP -p tcp --dport 22 -j RETURN')
+    expect(lines.at(-1)).toMatch(/^ip6tables -w -I INPUT 1 -i eth0 -j HONEYTRAP/)
+  })
+})
+
+describe('hasFirewallCapabilities', () => {
+  it('needs both CAP_NET_ADMIN (bit 12) and CAP_NET_RAW (bit 13) in CapEff', () => {
+    expect(hasFirewallCapabilities('Name:\tnode\nCapEff:\t000001ffffffffff\n')).toBe(true)
+    expect(hasFirewallCapabilities('CapEff:\t0000000000003000\n')).toBe(true)
+    expect(hasFirewallCapabilities('CapEff:\t0000000000001000\n')).toBe(false)
+    expect(hasFirewallCapabilities('CapEff:\t0000000000000000\n')).toBe(false)
+    expect(hasFirewallCapabilities('no such line')).toBe(false)
+  })
+})
+
+describe('formatCommand', () => {
+  it('quotes only what a shell would split or expand, so the text pastes back', () => {
+    expect(formatCommand('iptables', ['-w', '10', '-A', 'HONEYTRAP', '--dport', '1000:2000'])).toBe('iptables -w 10 -A HONEYTRAP --dport 1000:2000')
+    expect(formatCommand('iptables', ['--comment', "it's here"])).toBe(`iptables --comment 'it'\\''s here'`)
+  })
+})
