@@ -12,8 +12,10 @@ const HELP = `honeytrap-ts: a network sensor that answers every connection attem
 
 Usage:
   honeytrap-ts run [--config FILE] [--queue N] [--db FILE] [--templates DIR] [--no-rules] [--log-level LEVEL]
+                   [--ready-fd N]
       Run the sensor in the foreground (the default command). Installs the capture rules at start and removes
-      them at exit unless --no-rules (or rules.manage: false). Ctrl-C or SIGTERM stops it and stores everything.
+      them at exit unless --no-rules (or rules.manage: false). Ctrl-C or SIGTERM stops it and stores everything;
+      SIGHUP reloads the templates. --ready-fd writes one line to descriptor N once the sensor is serving.
   honeytrap-ts iptables install|remove|status [--queue N] [--exclude PORTS] [--interface IF] [--no-ipv6]
                                               [--include-loopback] [--config FILE] [--json]
       Manage the NFQUEUE capture rules (idempotent). sshd's ports are always excluded.

@@ -1,3 +1,4 @@
+import { closeSync, writeSync } from 'node:fs'
 import { loadConfig } from '../config/load-config.js'
 import { HoneytrapError } from '../core/errors.js'
 import { createRootLogger, startSensor } from '../main.js'
@@ -12,7 +13,9 @@ export async function runRunCommand(args: readonly string[]): Promise<number> {
     templates: { type: 'string' },
     'no-rules': { type: 'boolean' },
     'log-level': { type: 'string' },
+    'ready-fd': { type: 'string' },
   })
+  const readyFd = intFlag('ready-fd', values['ready-fd'], 3, 1_023)
   const queue = intFlag('queue', values.queue, 0, 65_535)
   const config = loadConfig(values.config, {
     ...(queue !== undefined && { queue }),
@@ -26,6 +29,11 @@ export async function runRunCommand(args: readonly string[]): Promise<number> {
   }
   const log = createRootLogger(config.log.level)
   const sensor = await startSensor(config, log)
+  if (readyFd !== undefined) {
+    // Readiness for supervisors and tests (s6-style): one line on the descriptor, whatever the log level.
+    writeSync(readyFd, 'ready\n')
+    closeSync(readyFd)
+  }
 
   return new Promise<number>(() => {
     let signals = 0

@@ -33,6 +33,7 @@ function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
   const merged: Record<string, unknown> = { ...base }
   const section = (name: string): Record<string, unknown> => {
     const current = base[name]
+    if (current !== undefined && current !== null && (typeof current !== 'object' || Array.isArray(current))) return {} // left for the schema to refuse
     const copy = typeof current === 'object' && current !== null && !Array.isArray(current) ? { ...current } : {}
     merged[name] = copy
     return copy

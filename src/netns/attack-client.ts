@@ -13,6 +13,7 @@ export type Step =
   | { readonly type: 'scan'; readonly host: string; readonly from: number; readonly to: number; readonly concurrency: number; readonly timeoutMs: number; readonly send?: string; readonly deadlineMs: number }
   | { readonly type: 'stream'; readonly host: string; readonly port: number; readonly intervalMs: number; readonly durationMs: number }
   | { readonly type: 'hold'; readonly host: string; readonly port: number; readonly count: number; readonly holdMs: number }
+  | { readonly type: 'sequence'; readonly host: string; readonly port: number; readonly count: number; readonly intervalMs: number; readonly token: string }
 
 export interface TcpResult {
   readonly type: 'tcp'
@@ -143,11 +144,14 @@ async function holdStep(step: Extract<Step, { type: 'hold' }>): Promise<Record<s
           resolve()
         })
         s.on('data', () => undefined)
+        s.on('end', () => s.destroy())
       }),
     ),
   )
   process.stdout.write(`${JSON.stringify({ type: 'hold-ready', connected, failed: failedCount })}\n`)
-  await new Promise((r) => setTimeout(r, step.holdMs))
+  // Hold until `holdMs` passes or the sensor has closed every connection, whichever is first.
+  const allClosed = Promise.all(sockets.map((s) => new Promise((r) => s.once('close', r))))
+  await Promise.race([allClosed, new Promise((r) => setTimeout(r, step.holdMs))])
   for (const s of sockets) s.destroy()
   return { type: 'hold', connected, failed: failedCount }
 }
@@ -172,6 +176,38 @@ function streamStep(step: Extract<Step, { type: 'stream' }>): Promise<Record<str
   })
 }
 
+/**
+ * `count` short connections one after another, each sending `<token>-<i>` and closing; one line per connection with
+ * the wall-clock time it was closed by us, so a test can tell which attacks had ended before some instant.
+ */
+async function sequenceStep(step: Extract<Step, { type: 'sequence' }>): Promise<Record<string, unknown>> {
+  let ok = 0
+  for (let i = 0; i < step.count; i++) {
+    const line = await new Promise<Record<string, unknown>>((resolve) => {
+      const socket = connect({ host: step.host, port: step.port })
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve({ type: 'seq', i, ok: false, error: 'timeout' })
+      }, 2_000)
+      socket.on('connect', () => {
+        socket.end(`${step.token}-${i}`, () => {
+          clearTimeout(timer)
+          resolve({ type: 'seq', i, ok: true, endedAtMs: Date.now() })
+          socket.destroy()
+        })
+      })
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer)
+        resolve({ type: 'seq', i, ok: false, error: err.code ?? err.message })
+      })
+    })
+    if (line['ok'] === true) ok++
+    process.stdout.write(`${JSON.stringify(line)}\n`)
+    await new Promise((r) => setTimeout(r, step.intervalMs))
+  }
+  return { type: 'sequence', ok }
+}
+
 /** Runs the steps in order and writes one JSON line per result. */
 export async function runPlan(steps: readonly Step[]): Promise<void> {
   for (const step of steps) {
@@ -191,6 +227,9 @@ export async function runPlan(steps: readonly Step[]): Promise<void> {
         break
       case 'stream':
         result = await streamStep(step)
+        break
+      case 'sequence':
+        result = await sequenceStep(step)
         break
     }
     process.stdout.write(`${JSON.stringify(result)}\n`)

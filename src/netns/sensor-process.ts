@@ -18,17 +18,25 @@ export interface SensorProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | string>
 }
 
-/** Path of a compiled script of this package (the CLI, the attack client). */
+/** Path of a compiled script of this package (the CLI, the attack client), also when called from the sources. */
 export function distScript(relative: string): string {
-  return fileURLToPath(new URL(`../${relative}`, import.meta.url))
+  // src/netns/ and dist/netns/ both sit two levels below the package root.
+  return fileURLToPath(new URL(`../../dist/${relative}`, import.meta.url))
 }
 
 /**
- * Starts `honeytrap-ts run ARGS` in the sensor namespace and waits for 'sensor started'. `ip netns exec` execs the
+ * Starts `honeytrap-ts run ARGS` in the sensor namespace and waits until it reports ready on descriptor 3. `ip netns exec` execs the
  * command in place, so the child's pid is the sensor's own: stopping it by pid never touches another process.
  */
 export async function startSensorProcess(pair: NetnsPair, args: readonly string[], options: { readonly readyTimeoutMs?: number } = {}): Promise<SensorProcess> {
-  const child = pair.spawn(pair.sensorNs, process.execPath, [distScript('cli/cli.js'), 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = pair.spawn(pair.sensorNs, process.execPath, [distScript('cli/cli.js'), 'run', '--ready-fd', '3', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+  })
+  const ready = new Promise<boolean>((resolve) => {
+    const fd3 = child.stdio[3] as NodeJS.ReadableStream | null
+    fd3?.once('data', () => resolve(true))
+    fd3?.once('end', () => resolve(false))
+  })
   const lines: LogLine[] = []
   const waiters = new Set<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>()
   let stderr = ''
@@ -99,11 +107,14 @@ export async function startSensorProcess(pair: NetnsPair, args: readonly string[
   }
 
   const sensor: SensorProcess = { child, pid, lines, stderr: () => stderr, waitFor, stop }
-  try {
-    await waitFor((l) => l.msg === 'sensor started', options.readyTimeoutMs ?? 30_000)
-  } catch (err) {
+  const timeoutMs = options.readyTimeoutMs ?? 30_000
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([ready, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)))])
+  clearTimeout(timer)
+  if (outcome !== true) {
     await stop('SIGKILL')
-    throw err
+    const why = outcome === 'timeout' ? `not ready within ${timeoutMs} ms` : 'exited before it was ready'
+    throw new HoneytrapError('HT_ERR_NETNS', `sensor ${why}; stderr: ${stderr.slice(-2000)}`)
   }
   return sensor
 }

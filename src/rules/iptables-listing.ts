@@ -14,6 +14,8 @@ export interface IptablesVersion {
 export interface RuleListing {
   readonly chains: readonly string[] // user-defined chains (`-N` lines), in listing order
   readonly rules: ReadonlyMap<string, readonly (readonly string[])[]> // chain -> arguments after `-A CHAIN`
+  /** iptables-nft's own `# Warning: ...` / `# Table ... incompatible` lines: another tool's rules it cannot show. */
+  readonly notes: readonly string[]
 }
 
 const VERSION_LINE = /^ip6?tables(?:-\w+)? v(\d[\w.]*)(?:\s+\((nf_tables|legacy)\))?/m
@@ -73,11 +75,19 @@ export function tokenizeRuleLine(line: string): string[] {
   return tokens
 }
 
-/** Parses `iptables -S` output for one table. Policy lines are skipped; unknown lines are ignored, never fatal. */
+/**
+ * Parses `iptables -S` output for one table. Policy lines are skipped; `#` lines are kept as notes (iptables-nft
+ * uses them to say legacy tables or nft-only chains exist); anything else unknown is ignored, never fatal.
+ */
 export function parseRuleListing(text: string): RuleListing {
   const chains: string[] = []
   const rules = new Map<string, string[][]>()
+  const notes: string[] = []
   for (const raw of text.split('\n')) {
+    if (raw.startsWith('#')) {
+      notes.push(raw.replace(/^#\s*/, '').trim())
+      continue
+    }
     const tokens = tokenizeRuleLine(raw.trim())
     const [flag, chain] = tokens
     if (chain === undefined) continue
@@ -89,7 +99,7 @@ export function parseRuleListing(text: string): RuleListing {
       rules.set(chain, list)
     }
   }
-  return { chains, rules }
+  return { chains, rules, notes }
 }
 
 /** The target of a rule (`-j X` or `-g X`), or null when it only counts packets. */
@@ -98,4 +108,9 @@ export function ruleTarget(rule: readonly string[]): string | null {
     if (rule[i] === '-j' || rule[i] === '--jump' || rule[i] === '-g' || rule[i] === '--goto') return rule[i + 1] ?? null
   }
   return null
+}
+
+/** Arguments as one listing-style line: the inverse of tokenizeRuleLine, quoting the way iptables does. Pure. */
+export function formatRuleArgs(args: readonly string[]): string {
+  return args.map((a) => (a === '' || /[\s"\\]/.test(a) ? `"${a.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"` : a)).join(' ')
 }

@@ -1,14 +1,14 @@
 import type { Logger } from 'pino'
 
-import { FamilyTables } from './iptables-command.js'
-import { ruleTarget, type IptablesVersion, type RuleListing } from './iptables-listing.js'
-import { buildQueueRules, buildRuleSet, HONEYTRAP_CHAIN, PARENT_CHAIN, type RuleOptions } from './iptables-rules.js'
+import { FamilyTables } from './family-tables.js'
+import { formatRuleArgs, ruleTarget, type IptablesVersion, type RuleListing } from './iptables-listing.js'
+import { buildRuleSet, HONEYTRAP_CHAIN, PARENT_CHAIN, type RuleOptions } from './iptables-rules.js'
 import { findQueue, loadNfnetlinkQueue, type QueueInfo } from './nfqueue-status.js'
 import { assertFirewallPrivilege, readProcText } from './rules-exec.js'
 
 /**
  * install / remove / status of the HONEYTRAP chain and its jump, for IPv4 and (when asked and possible) IPv6. Every
- * operation is idempotent and re-reads the kernel's state first, so a crash halfway leaves nothing a re-run cannot fix.
+ * operation re-reads the kernel's state first and is idempotent, so a crash halfway leaves nothing a re-run cannot fix.
  */
 
 export interface RulesDeps {
@@ -21,8 +21,8 @@ export interface FamilyInstallReport {
   readonly family: 4 | 6
   readonly skipped: string | null // why this family was left alone (IPv6 only), or null
   readonly backend: IptablesVersion
-  readonly createdChain: boolean // the chain did not exist before: remove it at exit
-  readonly addedJump: boolean // the jump did not exist before: remove it at exit
+  readonly createdChain: boolean // the chain did not exist before: the sensor removes it at exit
+  readonly addedJump: boolean // the jump did not exist before: the sensor removes it at exit
   readonly removedJumps: number // stale or duplicate jumps deleted (another --interface, a copy added by hand)
   readonly jump: readonly string[] // the jump's arguments after INPUT, to delete exactly that rule later
   readonly ruleCount: number
@@ -49,23 +49,24 @@ export interface RemoveOptions extends Pick<RuleOptions, 'ipv6'> {
 }
 
 /**
- * Creates the chain when missing, rebuilds its contents (flush + append) so different options converge, then makes
- * sure exactly one jump with the wanted interface sits in INPUT, inserted at position 1 when absent. The chain is
- * filled before the jump exists, so packets never meet a half-built chain for the first time. Throws HT_ERR_NOT_ROOT
- * without privilege, HT_ERR_RULES naming the failing command; an unusable IPv6 is skipped with a warning.
+ * Creates the chain when missing, rebuilds its contents (flush + append) so that other options converge, then makes
+ * sure exactly one jump with the wanted interface sits in INPUT, inserted at position 1 when absent. A new chain is
+ * filled before its jump exists, so packets never meet it half-built. Throws HT_ERR_NOT_ROOT without privilege and
+ * HT_ERR_RULES naming the failing command; an unusable IPv6 is skipped with a warning.
  */
 export async function installRules(opts: RuleOptions, deps: RulesDeps): Promise<InstallReport> {
   await assertFirewallPrivilege('installing the iptables rules')
   const log = deps.log.child({ component: 'iptables' })
+  const sets = familiesFor(opts.ipv6).map((family) => buildRuleSet(opts, family)) // a bad option fails before any change
   const families: FamilyInstallReport[] = []
-  for (const family of familiesFor(opts.ipv6)) {
-    const set = buildRuleSet(opts, family) // first, so a bad option fails before anything is touched
-    const tables = new FamilyTables(family, deps)
+  for (const set of sets) {
+    const tables = new FamilyTables(set.family, deps)
     const backend = await tables.version()
     const probe = await tables.probe({ skipDisabled: true })
+    const base = { family: set.family, backend, jump: set.jump }
     if (probe.listing === null) {
-      log.warn({ family, reason: probe.skipped }, 'ipv6 rules skipped')
-      families.push({ family, skipped: probe.skipped, backend, createdChain: false, addedJump: false, removedJumps: 0, jump: set.jump, ruleCount: 0 })
+      log.warn({ family: set.family, reason: probe.skipped }, 'ipv6 rules skipped')
+      families.push({ ...base, skipped: probe.skipped, createdChain: false, addedJump: false, removedJumps: 0, ruleCount: 0 })
       continue
     }
     const createdChain = !probe.listing.chains.includes(set.chain)
@@ -73,21 +74,23 @@ export async function installRules(opts: RuleOptions, deps: RulesDeps): Promise<
     await tables.must(['-F', set.chain])
     for (const rule of set.rules) await tables.must(['-A', set.chain, ...rule])
 
-    // Stale jumps go first, so a listing whose wording differs from ours costs a re-insert, never a missing jump.
+    // Stale and duplicate jumps go before the -C, so a listing whose wording differs from ours costs a re-insert,
+    // never a missing jump.
     let removedJumps = 0
     let keptOne = false
     for (const rule of jumpsIn(probe.listing, PARENT_CHAIN)) {
       if (!keptOne && sameArgs(rule, set.jump)) {
         keptOne = true
-        continue
+      } else {
+        await tables.must(['-D', PARENT_CHAIN, ...rule])
+        removedJumps++
       }
-      await tables.must(['-D', PARENT_CHAIN, ...rule])
-      removedJumps++
     }
     const addedJump = !(await tables.check(PARENT_CHAIN, set.jump))
     if (addedJump) await tables.must(['-I', PARENT_CHAIN, '1', ...set.jump])
-    log.info({ family, backend: backend.backend, createdChain, addedJump, removedJumps, rules: set.rules.length }, 'iptables rules installed')
-    families.push({ family, skipped: null, backend, createdChain, addedJump, removedJumps, jump: set.jump, ruleCount: set.rules.length })
+    const report = { ...base, skipped: null, createdChain, addedJump, removedJumps, ruleCount: set.rules.length }
+    log.info({ ...report, backend: backend.backend, jump: formatRuleArgs(set.jump) }, 'iptables rules installed')
+    families.push(report)
   }
   return { families }
 }
@@ -103,7 +106,8 @@ export async function removeRules(opts: RemoveOptions, deps: RulesDeps): Promise
   const families: FamilyRemoveReport[] = []
   for (const family of familiesFor(opts.ipv6)) {
     const added = opts.only?.families.find((f) => f.family === family)
-    if (opts.only !== undefined && (added === undefined || added.skipped !== null || (!added.addedJump && !added.createdChain))) {
+    const addedNothing = added === undefined || added.skipped !== null || (!added.addedJump && !added.createdChain)
+    if (opts.only !== undefined && addedNothing) {
       families.push({ family, skipped: 'not added by this install', removedJumps: 0, removedChain: false })
       continue
     }
@@ -115,9 +119,9 @@ export async function removeRules(opts: RemoveOptions, deps: RulesDeps): Promise
       continue
     }
     const chainPresent = probe.listing.chains.includes(HONEYTRAP_CHAIN)
-    const removeChain = chainPresent && (added === undefined || added.createdChain)
+    const removedChain = chainPresent && (added === undefined || added.createdChain)
     let removedJumps = 0
-    if (removeChain) {
+    if (removedChain) {
       // The chain cannot be deleted while anything still jumps to it, wherever the jump lives.
       for (const chain of probe.listing.rules.keys()) {
         if (chain === HONEYTRAP_CHAIN) continue
@@ -128,56 +132,14 @@ export async function removeRules(opts: RemoveOptions, deps: RulesDeps): Promise
       }
       await tables.must(['-F', HONEYTRAP_CHAIN])
       await tables.must(['-X', HONEYTRAP_CHAIN])
-    } else if (added !== undefined && added.addedJump && chainPresent && (await tables.check(PARENT_CHAIN, added.jump))) {
+    } else if (added?.addedJump === true && chainPresent && (await tables.check(PARENT_CHAIN, added.jump))) {
       await tables.must(['-D', PARENT_CHAIN, ...added.jump])
       removedJumps++
     }
-    log.info({ family, removedJumps, removedChain: removeChain }, 'iptables rules removed')
-    families.push({ family, skipped: null, removedJumps, removedChain: removeChain })
+    log.info({ family, removedJumps, removedChain }, 'iptables rules removed')
+    families.push({ family, skipped: null, removedJumps, removedChain })
   }
   return { families }
-}
-
-function familiesFor(ipv6: boolean): (4 | 6)[] {
-  return ipv6 ? [4, 6] : [4]
-}
-
-/** Rules of `chain` whose target is the HONEYTRAP chain, as argument tokens ready for `-D chain ...`. */
-function jumpsIn(listing: RuleListing, chain: string): (readonly string[])[] {
-  return (listing.rules.get(chain) ?? []).filter((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
-}
-
-function sameArgs(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i])
-}
-
-/**
- * Whether the chain holds exactly the expected rules: same count, same targets in the same order, and each one
- * confirmed by `iptables -C` (which compares what the kernel holds, whatever the backend prints). Without expected
- * options (`status` from the CLI knows only the queue), it checks the shape: RETURNs, then the two queue rules.
- */
-export async function chainMatches(
-  tables: FamilyTables,
-  listing: RuleListing,
-  expect: { readonly queue: number; readonly options: RuleOptions | null },
-): Promise<boolean> {
-  if (!listing.chains.includes(HONEYTRAP_CHAIN)) return false
-  const actual = listing.rules.get(HONEYTRAP_CHAIN) ?? []
-  if (expect.options !== null) {
-    const expected = buildRuleSet(expect.options, tables.family).rules
-    if (actual.length !== expected.length) return false
-    if (!expected.every((rule, i) => ruleTarget(rule) === ruleTarget(actual[i] ?? []))) return false
-    for (const rule of expected) if (!(await tables.check(HONEYTRAP_CHAIN, rule))) return false
-    return true
-  }
-  const queueRules = buildQueueRules(expect.queue)
-  if (actual.length < queueRules.length) return false
-  const returns = actual.slice(0, actual.length - queueRules.length)
-  const tail = actual.slice(actual.length - queueRules.length)
-  if (!returns.every((rule) => ruleTarget(rule) === 'RETURN')) return false
-  if (!tail.every((rule) => ruleTarget(rule) === 'NFQUEUE')) return false
-  for (const rule of queueRules) if (!(await tables.check(HONEYTRAP_CHAIN, rule))) return false
-  return true
 }
 
 export interface FamilyStatus {
@@ -189,7 +151,8 @@ export interface FamilyStatus {
   readonly jumpPosition: number | null // 1-based position of the first jump in INPUT; rules above it see packets first
   readonly rules: readonly string[] // the chain's rules, as iptables prints them
   readonly rulesAsExpected: boolean
-  readonly legacyTables: readonly string[] // legacy x_tables loaded beside nf_tables: rules there apply too, unseen
+  readonly legacyTables: readonly string[] // legacy x_tables loaded beside nf_tables: their rules apply too, unseen
+  readonly notes: readonly string[] // iptables' own warnings about rules it cannot show (nft-only chains, legacy)
 }
 
 export interface QueueStatus {
@@ -217,71 +180,83 @@ export interface StatusOptions extends RulesDeps {
  */
 export async function rulesStatus(queue: number, deps: StatusOptions): Promise<RulesStatus> {
   await assertFirewallPrivilege('reading the iptables rules')
-  const problems: string[] = []
+  const expect = deps.expect ?? null
   const families: FamilyStatus[] = []
+  const problems: string[] = []
   for (const family of [4, 6] as const) {
-    const tables = new FamilyTables(family, deps)
-    const backend = await tables.version()
-    const probe = await tables.probe({ skipDisabled: false })
-    const legacyTables = backend.backend === 'nf_tables' ? await loadLegacyTables(family, deps) : []
-    if (probe.listing === null) {
-      families.push({ family, skipped: probe.skipped, backend, chainPresent: false, jumps: [], jumpPosition: null, rules: [], rulesAsExpected: false, legacyTables })
-      continue
-    }
-    const listing = probe.listing
-    const chainPresent = listing.chains.includes(HONEYTRAP_CHAIN)
-    const parentRules = listing.rules.get(PARENT_CHAIN) ?? []
-    const firstJump = parentRules.findIndex((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
-    const status: FamilyStatus = {
-      family,
-      skipped: null,
-      backend,
-      chainPresent,
-      jumps: jumpsIn(listing, PARENT_CHAIN).map(formatArgs),
-      jumpPosition: firstJump === -1 ? null : firstJump + 1,
-      rules: (listing.rules.get(HONEYTRAP_CHAIN) ?? []).map(formatArgs),
-      rulesAsExpected: await chainMatches(tables, listing, { queue, options: deps.expect ?? null }),
-      legacyTables,
-    }
+    const status = await familyStatus(new FamilyTables(family, deps), { queue, expect, deps })
     families.push(status)
-    if (family === 4 || deps.expect?.ipv6 !== false) problems.push(...familyProblems(status, deps.expect ?? null))
+    if (family === 4 || expect?.ipv6 !== false) problems.push(...familyProblems(status, expect))
   }
-  const [v4, v6] = families
-  if (v4 && v6 && v6.skipped === null && v4.backend.backend !== 'unknown' && v6.backend.backend !== 'unknown' && v4.backend.backend !== v6.backend.backend) {
+  const [v4, v6] = families.map((f) => (f.skipped === null ? f.backend.backend : 'unknown'))
+  if (v4 !== undefined && v6 !== undefined && v4 !== 'unknown' && v6 !== 'unknown' && v4 !== v6) {
     problems.push(
-      `iptables uses ${v4.backend.backend} but ip6tables uses ${v6.backend.backend}: point both at the same backend ` +
+      `iptables uses ${v4} but ip6tables uses ${v6}: point both at the same backend ` +
         '(update-alternatives --config iptables; update-alternatives --config ip6tables)',
     )
   }
   const table = await loadNfnetlinkQueue(deps)
   const info = findQueue(table, queue)
-  const queueStatus: QueueStatus = { queue, moduleLoaded: table.available, bound: info !== null, info }
   if (info === null) {
-    problems.push(`no program is bound to NFQUEUE ${queue}: the sensor is not running (traffic passes untouched thanks to --queue-bypass)`)
+    problems.push(`no program is bound to NFQUEUE ${queue}: the sensor is not running (--queue-bypass lets traffic pass)`)
   } else if (info.dropped > 0 || info.userDropped > 0) {
-    problems.push(`queue ${queue} dropped ${info.dropped} packets (queue full) and ${info.userDropped} (socket buffer full): the sensor is not keeping up`)
+    problems.push(
+      `queue ${queue} dropped ${info.dropped} packets (queue full) and ${info.userDropped} (socket buffer full): ` +
+        'the sensor is not keeping up',
+    )
   }
+  const queueStatus: QueueStatus = { queue, moduleLoaded: table.available, bound: info !== null, info }
   return { families, queue: queueStatus, problems, ok: problems.length === 0 }
 }
 
+async function familyStatus(
+  tables: FamilyTables,
+  ctx: { readonly queue: number; readonly expect: RuleOptions | null; readonly deps: RulesDeps },
+): Promise<FamilyStatus> {
+  const backend = await tables.version()
+  const probe = await tables.probe({ skipDisabled: false })
+  const legacyTables = backend.backend === 'nf_tables' ? await loadLegacyTables(tables.family, ctx.deps) : []
+  const family = tables.family
+  if (probe.listing === null) {
+    const rest = { chainPresent: false, jumps: [], jumpPosition: null, rules: [], rulesAsExpected: false, notes: [] }
+    return { family, skipped: probe.skipped, backend, legacyTables, ...rest }
+  }
+  const listing = probe.listing
+  const firstJump = (listing.rules.get(PARENT_CHAIN) ?? []).findIndex((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
+  return {
+    family,
+    skipped: null,
+    backend,
+    chainPresent: listing.chains.includes(HONEYTRAP_CHAIN),
+    jumps: jumpsIn(listing, PARENT_CHAIN).map(formatRuleArgs),
+    jumpPosition: firstJump === -1 ? null : firstJump + 1,
+    rules: (listing.rules.get(HONEYTRAP_CHAIN) ?? []).map(formatRuleArgs),
+    rulesAsExpected: await tables.chainMatches(listing, { queue: ctx.queue, options: ctx.expect }),
+    legacyTables,
+    notes: listing.notes,
+  }
+}
+
 function familyProblems(s: FamilyStatus, expect: RuleOptions | null): string[] {
+  if (s.skipped !== null) return []
   const bin = s.family === 4 ? 'iptables' : 'ip6tables'
+  const fix = '`honeytrap-ts iptables install`'
   const problems: string[] = []
-  if (s.skipped !== null) return problems
-  if (!s.chainPresent) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} is missing; run \`honeytrap-ts iptables install\``)
-  else if (!s.rulesAsExpected) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} does not hold the expected rules; run \`honeytrap-ts iptables install\` to rebuild it`)
+  if (!s.chainPresent) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} is missing; run ${fix}`)
+  else if (!s.rulesAsExpected) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} does not hold the expected rules; ${fix} rebuilds it`)
   if (s.jumps.length === 0) problems.push(`${bin}: nothing in ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN}, so no packet reaches it`)
-  if (s.jumps.length > 1) problems.push(`${bin}: ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN} ${s.jumps.length} times; \`honeytrap-ts iptables install\` keeps one`)
+  if (s.jumps.length > 1) problems.push(`${bin}: ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN} ${s.jumps.length} times; ${fix} keeps one`)
   if (expect !== null && s.jumps.length > 0) {
-    const wanted = formatArgs(buildRuleSet(expect, s.family).jump)
+    const wanted = formatRuleArgs(buildRuleSet(expect, s.family).jump)
     if (!s.jumps.includes(wanted)) problems.push(`${bin}: the jump is "${s.jumps[0] ?? ''}", expected "${wanted}"`)
   }
   if (s.legacyTables.length > 0) {
     problems.push(
-      `${bin}: legacy tables are loaded too (${s.legacyTables.join(', ')}): their rules also apply and iptables-nft does not ` +
-        `show them; inspect with ${bin}-legacy -S`,
+      `${bin}: legacy tables are loaded too (${s.legacyTables.join(', ')}); their rules also apply and the ` +
+        `nf_tables tools do not show them: inspect with ${bin}-legacy -S`,
     )
   }
+  for (const note of s.notes) problems.push(`${bin}: ${note}`)
   return problems
 }
 
@@ -291,7 +266,15 @@ async function loadLegacyTables(family: 4 | 6, deps: RulesDeps): Promise<string[
   return (text ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '')
 }
 
-/** Arguments as one line; tokens with spaces are double-quoted the way iptables itself prints them. */
-function formatArgs(args: readonly string[]): string {
-  return args.map((a) => (/[\s"\\]/.test(a) || a === '' ? `"${a.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"` : a)).join(' ')
+function familiesFor(ipv6: boolean): (4 | 6)[] {
+  return ipv6 ? [4, 6] : [4]
+}
+
+/** Rules of `chain` whose target is the HONEYTRAP chain, as argument tokens ready for `-D chain ...`. */
+function jumpsIn(listing: RuleListing, chain: string): (readonly string[])[] {
+  return (listing.rules.get(chain) ?? []).filter((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
+}
+
+function sameArgs(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i])
 }

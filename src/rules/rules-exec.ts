@@ -57,16 +57,19 @@ export async function runCommand(file: string, args: readonly string[], opts: Ex
           resolve({ command, exitCode: 127, stdout, stderr: `${bin}: command not found`, notFound: true, error: err })
           return
         }
-        if (err.killed === true && typeof code !== 'number') {
-          reject(new HoneytrapError('HT_ERR_RULES', `\`${command}\` did not finish within ${COMMAND_TIMEOUT_MS} ms`, { cause: err }))
-          return
-        }
         if (typeof code !== 'number') {
-          reject(new HoneytrapError('HT_ERR_RULES', `\`${command}\` could not be started: ${err.message}`, { cause: err }))
+          const why =
+            err.killed === true
+              ? `did not finish within ${COMMAND_TIMEOUT_MS} ms`
+              : err.signal != null
+                ? `was killed by ${err.signal}`
+                : `could not be started: ${err.message}`
+          reject(new HoneytrapError('HT_ERR_RULES', `\`${command}\` ${why}`, { cause: err }))
           return
         }
         if (opts.netns !== undefined && NETNS_MISSING.test(stderr)) {
-          reject(new HoneytrapError('HT_ERR_NETNS', `network namespace "${opts.netns}" does not exist: ${stderr.trim()}`, { cause: err }))
+          const message = `network namespace "${opts.netns}" does not exist: ${stderr.trim()}`
+          reject(new HoneytrapError('HT_ERR_NETNS', message, { cause: err }))
           return
         }
         const notFound = opts.netns !== undefined && NETNS_EXEC_NOT_FOUND.test(stderr)

@@ -195,9 +195,10 @@ function startWriter(db: Database.Database): void {
         insertAll(headRows)
       } catch (err) {
         post({ type: 'write-failed', seq: batch.seq, attempt, error: toWireError(err) })
-        const willRetry = attempt < config.maxWriteAttempts
+        // A constraint violation (a duplicate id) fails the same way every time: go straight to the row-by-row pass.
+        const willRetry = attempt < config.maxWriteAttempts && !isConstraintError(err)
         const delayMs = config.retryBaseDelayMs * 2 ** (attempt - 1)
-        log.warn({ err, seq: batch.seq, attacks: batch.attacks.length, attempt, willRetry }, 'store batch write failed')
+        log.warn({ err, seq: batch.seq, attacks: batch.attacks.length, attempt, retryInMs: willRetry ? delayMs : undefined }, 'store batch write failed')
         if (!willRetry) {
           salvage(headRows, batch.seq)
           continue

@@ -167,7 +167,8 @@ export class Supervisor {
   /** Makes room for one more listener, closing the least recently used idle one if the bound is reached. */
   #makeRoom(): boolean {
     const max = this.#o.listeners.maxListeners
-    if (this.#listeners.size + this.#binding.size <= max) return true
+    // Called before this bind joins #binding, so the listener about to be made is the "+ 1".
+    if (this.#listeners.size + this.#binding.size + 1 <= max) return true
     this.#counters.listenerLimitHits++
     let victim: Listener | undefined
     for (const listener of this.#listeners.values()) {

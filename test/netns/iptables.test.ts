@@ -246,6 +246,9 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
       expect(message).toContain(`\`ip netns exec ${NS} iptables -w 10 -N HONEYTRAP\` failed with exit code 4`)
       expect(message).toContain('CHAIN_USER_ADD failed (File exists)')
       expect((err as Error).cause).toBeInstanceOf(Error)
+      // The self-check passes on what iptables-nft says about the chain it cannot show.
+      const status = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, ipv6: false } })
+      expect(status.problems.some((p) => p.includes('incompatible base-chains'))).toBe(true)
     } finally {
       await inNs('nft', 'delete chain ip filter HONEYTRAP')
     }

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest'
 
-import { parseIptablesVersion, parseRuleListing, ruleTarget, tokenizeRuleLine } from '../../src/rules/iptables-listing.js'
+import {
+  formatRuleArgs,
+  parseIptablesVersion,
+  parseRuleListing,
+  ruleTarget,
+  tokenizeRuleLine,
+} from '../../src/rules/iptables-listing.js'
 
 // Captured from `iptables -S` (1.8.9, nf_tables) in a namespace after install plus a jump added by hand with a comment.
 const LISTING = `-P INPUT ACCEPT
@@ -59,10 +65,16 @@ describe('parseRuleListing', () => {
     expect(listing.rules.has('FORWARD')).toBe(false)
   })
 
-  it('ignores warnings and blank lines', () => {
-    const listing = parseRuleListing('# Warning: iptables-legacy tables present, use iptables-legacy to see them\n\n-N HONEYTRAP\n')
+  it('keeps iptables-nft warnings as notes and skips blank lines', () => {
+    const listing = parseRuleListing(
+      "# Warning: iptables-legacy tables present, use iptables-legacy to see them\n\n# Table `filter' contains incompatible base-chains, use 'nft' tool to list them.\n-N HONEYTRAP\n",
+    )
     expect(listing.chains).toEqual(['HONEYTRAP'])
     expect(listing.rules.size).toBe(0)
+    expect(listing.notes).toEqual([
+      'Warning: iptables-legacy tables present, use iptables-legacy to see them',
+      "Table `filter' contains incompatible base-chains, use 'nft' tool to list them.",
+    ])
   })
 })
 
@@ -73,5 +85,15 @@ describe('ruleTarget', () => {
     expect(ruleTarget(['--jump', 'ACCEPT'])).toBe('ACCEPT')
     expect(ruleTarget(['-p', 'tcp'])).toBeNull()
     expect(ruleTarget(['-j'])).toBeNull()
+  })
+})
+
+describe('formatRuleArgs', () => {
+  it('is the inverse of tokenizeRuleLine, quoting like iptables', () => {
+    const args = ['-m', 'comment', '--comment', 'a "b" c\\d', '--x', '', '-j', 'HONEYTRAP']
+    const line = formatRuleArgs(args)
+    expect(line).toBe('-m comment --comment "a \\"b\\" c\\\\d" --x "" -j HONEYTRAP')
+    expect(tokenizeRuleLine(line)).toEqual(args)
+    expect(formatRuleArgs(['-i', 'eth0', '-j', 'HONEYTRAP'])).toBe('-i eth0 -j HONEYTRAP')
   })
 })

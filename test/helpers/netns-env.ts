@@ -1,0 +1,45 @@
+import Database from 'better-sqlite3'
+import { describe } from 'vitest'
+
+/**
+ * Namespace tests need root (ip netns, iptables, NFQUEUE). Where the runner is not root they skip, and say so loudly;
+ * CI sets HONEYTRAP_REQUIRE_NETNS=1 so that a missing privilege fails the run instead of skipping it.
+ */
+export const isRoot = process.getuid?.() === 0
+
+if (!isRoot) {
+  const message = 'namespace end-to-end tests need root (ip netns, iptables, NFQUEUE)'
+  if (process.env['HONEYTRAP_REQUIRE_NETNS'] === '1') throw new Error(`${message}, and HONEYTRAP_REQUIRE_NETNS=1 forbids skipping them`)
+  console.warn(`\n*** SKIPPING: ${message}; run the suite as root ***\n`)
+}
+
+/** `describe` for namespace suites: runs as root, skips (loudly, see above) otherwise. */
+export const describeNetns = describe.skipIf(!isRoot)
+
+/** Polls `query` until `accept` holds or `timeoutMs` passes; returns the last value either way. */
+export async function waitFor<T>(query: () => T, accept: (value: T) => boolean, timeoutMs: number, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let value = query()
+  while (!accept(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, intervalMs))
+    value = query()
+  }
+  return value
+}
+
+/** Reads rows from a database the sensor is writing (a read-only WAL reader never blocks the writer). */
+export function readRows<T>(dbPath: string, sql: string, ...params: unknown[]): T[] {
+  let db: Database.Database
+  try {
+    db = new Database(dbPath, { readonly: true, fileMustExist: true })
+  } catch {
+    return []
+  }
+  try {
+    return db.prepare(sql).all(...params) as T[]
+  } catch {
+    return [] // the schema may not exist yet in the first instants
+  } finally {
+    db.close()
+  }
+}

@@ -1,0 +1,61 @@
+import { readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { createNetnsPair, type NetnsPair } from '../../src/netns/netns-pair.js'
+import { runAttackPlan, startSensorProcess, type SensorProcess } from '../../src/netns/sensor-process.js'
+import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+
+const MAX_LISTENERS = 1_024
+
+describeNetns('a scan of all 65,535 TCP ports', () => {
+  let pair: NetnsPair
+  let sensor: SensorProcess
+  let dir: string
+  let dbPath: string
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ht-scan-'))
+    dbPath = join(dir, 'attacks.db')
+    const config = join(dir, 'config.yaml')
+    // A listener bound well below the port count, so the scan must go through LRU eviction to answer every port.
+    writeFileSync(config, `listeners: { maxListeners: ${MAX_LISTENERS} }\nresponder: { idleTimeoutMs: 2000 }\n`)
+    pair = await createNetnsPair({ label: 'scan' })
+    sensor = await startSensorProcess(pair, ['--config', config, '--db', dbPath, '--log-level', 'warn'])
+  })
+
+  afterAll(async () => {
+    await sensor?.stop('SIGTERM')
+    await pair?.destroy()
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('answers every port but the excluded ssh port, with bounded listeners and descriptors, and stays alive', async () => {
+    const [scan] = await runAttackPlan(pair, [
+      { type: 'scan', host: pair.sensorV4, from: 1, to: 65_535, concurrency: 48, timeoutMs: 3_000, deadlineMs: 150_000 },
+    ])
+    // Port 22 is excluded by default (the operator's ssh), so it alone is refused.
+    expect(scan).toMatchObject({ open: 65_534, refused: 1, timeout: 0, other: 0, skipped: 0, failed: [22] })
+    expect(scan?.['over1s']).toBe(0)
+
+    const fds = readdirSync(`/proc/${sensor.pid}/fd`).length
+    expect(fds).toBeLessThanOrEqual(MAX_LISTENERS + 200)
+    const listeners = (await pair.exec(pair.sensorNs, 'ss', ['-Hltn'])).trim().split('\n').length
+    expect(listeners).toBeLessThanOrEqual(MAX_LISTENERS)
+
+    // Still alive and still answering new ports after the flood.
+    expect(sensor.child.exitCode).toBeNull()
+    const [after] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 80, send: 'GET / HTTP/1.0\r\n\r\n', waitMs: 2_000 }])
+    expect(after?.['connected']).toBe(true)
+
+    // Every answered connection became a stored attack.
+    const stored = await waitFor(
+      () => readRows<{ n: number }>(dbPath, 'SELECT count(*) AS n FROM attacks')[0]?.n ?? 0,
+      (n) => n >= 65_534,
+      30_000,
+      500,
+    )
+    expect(stored).toBeGreaterThanOrEqual(65_534)
+    console.info(`full scan: ${String(scan?.['elapsedMs'])} ms, connect p50 ${String(scan?.['p50Ms'])} ms, p99 ${String(scan?.['p99Ms'])} ms, sensor fds ${fds}, listeners ${listeners}`)
+  }, 240_000)
+})

@@ -1,0 +1,116 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { hasErrorCode } from '../../src/core/errors.js'
+import { APPLICATION_ID, latestSchemaVersion, loadMigrations, migrate } from '../../src/store/migrate.js'
+
+/** A real SQLite file in a fresh temp dir, closed and removed when the test finishes. */
+function openTempDb(): { db: Database.Database; dir: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'honeytrap-migrate-'))
+  const db = new Database(join(dir, 'test.db'))
+  onTestFinished(() => {
+    db.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { db, dir }
+}
+
+function tables(db: Database.Database): string[] {
+  return db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all()
+}
+
+function userVersion(db: Database.Database): number {
+  return Number(db.pragma('user_version', { simple: true }))
+}
+
+function writeMigrations(dir: string, files: Record<string, string>): string {
+  const migrationsDir = join(dir, 'migrations')
+  mkdirSync(migrationsDir)
+  for (const [name, sql] of Object.entries(files)) writeFileSync(join(migrationsDir, name), sql)
+  return migrationsDir
+}
+
+function caught(fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected a throw')
+}
+
+describe('migrate', () => {
+  it('creates the schema on a fresh database and marks it as ours', () => {
+    const { db } = openTempDb()
+    const result = migrate(db)
+    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql'] })
+    expect(tables(db)).toEqual(['attacks', 'meta'])
+    expect(db.pragma('application_id', { simple: true })).toBe(APPLICATION_ID)
+    const indexes = db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'attacks' AND sql IS NOT NULL ORDER BY name").pluck().all()
+    expect(indexes).toEqual(['attacks_dst_port_started_at', 'attacks_sha256', 'attacks_src_ip', 'attacks_started_at'])
+    expect(db.prepare<[], string>("SELECT value FROM meta WHERE key = 'created_at'").pluck().get()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  })
+
+  it('does nothing the second time', () => {
+    const { db } = openTempDb()
+    migrate(db)
+    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 1, applied: [] })
+  })
+
+  it('refuses a database whose version is newer than the code knows', () => {
+    const { db } = openTempDb()
+    migrate(db)
+    db.pragma('user_version = 7')
+    const err = caught(() => migrate(db))
+    expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 1/)
+    expect(userVersion(db)).toBe(7)
+  })
+
+  it("refuses another program's database without touching it", () => {
+    const { db } = openTempDb()
+    db.exec('CREATE TABLE customers (id INTEGER PRIMARY KEY)')
+    expect(hasErrorCode(caught(() => migrate(db)), 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect(tables(db)).toEqual(['customers'])
+
+    const { db: other } = openTempDb()
+    other.pragma('application_id = 1234')
+    expect(hasErrorCode(caught(() => migrate(other)), 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect(userVersion(other)).toBe(0)
+  })
+
+  it('applies migrations in numeric order, one transaction each', () => {
+    const { db, dir } = openTempDb()
+    const migrationsDir = writeMigrations(dir, {
+      '003-third.sql': "INSERT INTO steps VALUES ('third');",
+      '001-first.sql': 'CREATE TABLE steps (name TEXT);',
+      '002-second.sql': "INSERT INTO steps VALUES ('second');",
+      'README.md': 'not a migration',
+    })
+    const result = migrate(db, { migrationsDir })
+    expect(result.applied).toEqual(['001-first.sql', '002-second.sql', '003-third.sql'])
+    expect(db.prepare<[], string>('SELECT name FROM steps').pluck().all()).toEqual(['second', 'third'])
+    expect(userVersion(db)).toBe(3)
+  })
+
+  it('rolls a failed migration back and keeps the last good version', () => {
+    const { db, dir } = openTempDb()
+    const migrationsDir = writeMigrations(dir, {
+      '001-first.sql': 'CREATE TABLE kept (x INTEGER);',
+      '002-broken.sql': 'CREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL;',
+    })
+    const err = caught(() => migrate(db, { migrationsDir }))
+    expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
+    expect((err as Error).message).toContain('002-broken.sql')
+    expect(userVersion(db)).toBe(1)
+    expect(tables(db)).toEqual(['kept'])
+  })
+
+  it('rejects migration files with gaps in their numbering', () => {
+    const { dir } = openTempDb()
+    const migrationsDir = writeMigrations(dir, { '001-a.sql': 'SELECT 1;', '003-c.sql': 'SELECT 1;' })
+    expect(() => loadMigrations(migrationsDir)).toThrow(/003-c\.sql is out of sequence/)
+  })
+})
