@@ -1,0 +1,906 @@
+import { createSocket, type Socket as UdpSocket } from 'node:dgram'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import type { Attack, Protocol } from '../../src/attack/attack.js'
+import { parseConfig } from '../../src/config/load-config.js'
+import type { ConfigInput } from '../../src/config/schema.js'
+import type { ConnectionAttempt } from '../../src/monitor/packet-source.js'
+import { createNormalDatagramResponder } from '../../src/responders/normal-datagram.js'
+import { createNormalResponder } from '../../src/responders/normal.js'
+import { TemplateStore } from '../../src/responders/templates.js'
+import { buildPortPolicy } from '../../src/supervisor/port-policy.js'
+import { SourceLimiter } from '../../src/supervisor/source-limiter.js'
+import { Supervisor } from '../../src/supervisor/supervisor.js'
+
+const log = pino({ level: 'silent' })
+const LOOPBACK = '127.0.0.1'
+// Generous deadlines for waits that normally end in milliseconds; a slow machine must not fail these tests.
+const WAIT_MS = 5_000
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Polls `check` until it holds, or fails with `what` at the deadline. */
+async function waitFor(what: string, check: () => boolean, deadlineMs = WAIT_MS): Promise<void> {
+  const started = performance.now()
+  while (!check()) {
+    if (performance.now() - started > deadlineMs) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+/** A TCP port nobody listens on right now: bind port 0, note the port, close. */
+async function freeTcpPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host: '0.0.0.0', port: 0 }, resolve)
+  })
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4')
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject)
+    socket.bind({ address: '0.0.0.0', port: 0 }, resolve)
+  })
+  const port = socket.address().port
+  await new Promise<void>((resolve) => socket.close(() => resolve()))
+  return port
+}
+
+function attemptFor(protocol: Protocol, dstPort: number, src: { address?: string; port?: number; dstAddress?: string } = {}): ConnectionAttempt {
+  return {
+    family: 4,
+    protocol,
+    srcAddress: src.address ?? LOOPBACK,
+    srcPort: src.port ?? 40_000,
+    dstAddress: src.dstAddress ?? LOOPBACK,
+    dstPort,
+    facts: {
+      ttl: 64,
+      ipId: 1,
+      dontFragment: true,
+      tcpWindow: protocol === 'tcp' ? 65_495 : null,
+      tcpFlags: protocol === 'tcp' ? 0x02 : null,
+      tcpOptions: protocol === 'tcp' ? [2, 4, 8, 1, 3] : [],
+      mss: protocol === 'tcp' ? 65_495 : null,
+      windowScale: protocol === 'tcp' ? 7 : null,
+    },
+  }
+}
+
+interface Harness {
+  readonly supervisor: Supervisor
+  readonly attacks: Attack[]
+  readonly limiter: SourceLimiter
+  /** Calls onAttempt for a TCP or UDP port and waits until it settles. */
+  attempt(protocol: Protocol, port: number, src?: { address?: string; port?: number; dstAddress?: string }): Promise<void>
+  /** Waits until the sink holds at least `count` attacks. */
+  attacksReady(count: number): Promise<Attack[]>
+}
+
+interface HarnessOptions {
+  readonly config?: ConfigInput
+  readonly templates?: Readonly<Record<string, string | Buffer>> // file name ("80_tcp") -> contents
+  readonly now?: () => number // the limiter's clock
+}
+
+/** A Supervisor wired as main.ts wires it, with its own templates directory; everything is closed after the test. */
+async function startSupervisor(options: HarnessOptions = {}): Promise<Harness> {
+  const config = parseConfig(options.config ?? {})
+  const dir = await mkdtemp(join(tmpdir(), 'ht-supervisor-'))
+  for (const [name, contents] of Object.entries(options.templates ?? {})) await writeFile(join(dir, name), contents)
+  const templates = new TemplateStore({ dir, maxTemplateBytes: config.responder.maxTemplateBytes, log })
+  await templates.load()
+  const limiter = new SourceLimiter({ ...config.limits, ...(options.now !== undefined && { now: options.now }) })
+  const attacks: Attack[] = []
+  const supervisor = new Supervisor({
+    listeners: config.listeners,
+    maxAttackBytes: config.responder.maxAttackBytes,
+    udpSessionIdleMs: config.udp.sessionIdleMs,
+    policy: buildPortPolicy(config.ports, config.responder.bannerPorts),
+    limiter,
+    responder: createNormalResponder({
+      templates,
+      limits: { idleTimeoutMs: config.responder.idleTimeoutMs, maxDurationMs: config.responder.maxDurationMs },
+      silence: config.responder.silence,
+    }),
+    datagramResponder: createNormalDatagramResponder({ templates, maxReplyRatio: config.udp.maxReplyRatio }),
+    sink: (attack) => attacks.push(attack),
+    log,
+  })
+  onTestFinished(async () => {
+    await supervisor.close()
+    templates.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    supervisor,
+    attacks,
+    limiter,
+    attempt: async (protocol, port, src) => {
+      await supervisor.onAttempt(attemptFor(protocol, port, src))
+    },
+    attacksReady: async (count) => {
+      await waitFor(`${count} attack(s) in the sink`, () => attacks.length >= count)
+      return attacks
+    },
+  }
+}
+
+interface TcpClient {
+  readonly socket: Socket
+  /** Everything received so far. */
+  received(): Buffer
+  /** Resolves once at least `count` bytes have arrived. */
+  bytes(count: number): Promise<Buffer>
+  /** Settles when the socket closes: how the server ended it. */
+  readonly closed: Promise<{ readonly gotEnd: boolean; readonly errorCode: string | undefined }>
+}
+
+/** Connects to 127.0.0.1:port; rejects with the connect error (ECONNREFUSED when nothing listens). */
+function connectTcp(port: number): Promise<TcpClient> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: LOOPBACK, port })
+    onTestFinished(() => {
+      socket.destroy()
+    })
+    const chunks: Buffer[] = []
+    let gotEnd = false
+    let errorCode: string | undefined
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => {
+      gotEnd = true
+    })
+    const closed = new Promise<{ gotEnd: boolean; errorCode: string | undefined }>((resolveClosed) => {
+      socket.on('close', () => resolveClosed({ gotEnd, errorCode }))
+    })
+    socket.once('error', reject)
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        errorCode = err.code
+      })
+      const received = (): Buffer => Buffer.concat(chunks)
+      resolve({
+        socket,
+        received,
+        closed,
+        bytes: async (count) => {
+          await waitFor(`${count} bytes from the server`, () => received().length >= count)
+          return received()
+        },
+      })
+    })
+  })
+}
+
+/** The connect error's code, or 'connected' when the connect succeeded. */
+async function connectOutcome(port: number): Promise<string> {
+  try {
+    const client = await connectTcp(port)
+    client.socket.destroy()
+    return 'connected'
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'unknown'
+  }
+}
+
+interface UdpClient {
+  readonly socket: UdpSocket
+  readonly port: number
+  readonly replies: Buffer[]
+  send(data: Buffer | string, port: number): Promise<void>
+}
+
+async function udpClient(): Promise<UdpClient> {
+  const socket = createSocket('udp4')
+  onTestFinished(() => new Promise<void>((resolve) => socket.close(() => resolve())))
+  const replies: Buffer[] = []
+  socket.on('message', (m) => replies.push(m))
+  socket.on('error', () => undefined)
+  await new Promise<void>((resolve) => socket.bind({ address: LOOPBACK, port: 0 }, resolve))
+  return {
+    socket,
+    port: socket.address().port,
+    replies,
+    send: (data, port) =>
+      new Promise<void>((resolve, reject) => {
+        socket.send(typeof data === 'string' ? Buffer.from(data) : data, port, LOOPBACK, (err) => (err ? reject(err) : resolve()))
+      }),
+  }
+}
+
+/** A TCP rule for exactly `port`. */
+function ruleFor(port: number, rule: { mode?: 'normal' | 'ignore'; reply?: 'auto' | 'banner' | 'on-data' | 'silence' }): ConfigInput['ports'] {
+  return { rules: [{ ports: `${port}/tcp`, mode: rule.mode ?? 'normal', reply: rule.reply ?? 'auto' }] }
+}
+
+describe('TCP reply timing', () => {
+  it('banner: the template arrives on connect, before the client sends anything', async () => {
+    const port = await freeTcpPort()
+    const banner = '220 ftp.example.com FTP server ready\r\n'
+    const h = await startSupervisor({ config: { ports: ruleFor(port, { reply: 'banner' }) }, templates: { [`${port}_tcp`]: banner } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    expect((await client.bytes(banner.length)).toString()).toBe(banner)
+    client.socket.end('USER anonymous\r\n')
+    await client.closed
+    const [attack] = await h.attacksReady(1)
+    expect(attack).toMatchObject({
+      protocol: 'tcp',
+      family: 4,
+      mode: 'normal',
+      source: { address: LOOPBACK, port: client.socket.localPort },
+      target: { address: LOOPBACK, port },
+      closeReason: 'peer-closed',
+      truncated: false,
+      bytesReceived: 16,
+      bytesSent: banner.length,
+    })
+    expect(attack!.payload.toString()).toBe('USER anonymous\r\n')
+    expect(attack!.endedAtMs).toBeGreaterThanOrEqual(attack!.startedAtMs)
+  })
+
+  it('auto timing sends a banner on a port listed in bannerPorts', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { bannerPorts: [port] } }, templates: { [`${port}_tcp`]: 'SSH-2.0-OpenSSH_8.9\r\n' } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    expect((await client.bytes(21)).toString()).toBe('SSH-2.0-OpenSSH_8.9\r\n')
+  })
+
+  it('on-data: nothing before the first bytes, the template right after them, and only once', async () => {
+    const port = await freeTcpPort()
+    const reply = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'
+    const h = await startSupervisor({ config: { ports: ruleFor(port, { reply: 'on-data' }) }, templates: { [`${port}_tcp`]: reply } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    await sleep(200)
+    expect(client.received().length).toBe(0)
+
+    const sentAt = performance.now()
+    client.socket.write('GET / HTTP/1.1\r\n\r\n')
+    expect((await client.bytes(reply.length)).toString()).toBe(reply)
+    expect(performance.now() - sentAt).toBeLessThan(500)
+
+    client.socket.write('GET /again HTTP/1.1\r\n\r\n')
+    await sleep(150)
+    expect(client.received().toString()).toBe(reply)
+    client.socket.end()
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.payload.toString()).toBe('GET / HTTP/1.1\r\n\r\nGET /again HTTP/1.1\r\n\r\n')
+    expect(attack!.bytesSent).toBe(reply.length)
+    expect(attack!.closeReason).toBe('peer-closed')
+  })
+
+  it('auto timing waits for data on a port not in bannerPorts', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { bannerPorts: [21] } }, templates: { [`${port}_tcp`]: 'OK' } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    await sleep(150)
+    expect(client.received().length).toBe(0)
+    client.socket.write('x')
+    expect((await client.bytes(2)).toString()).toBe('OK')
+  })
+
+  it('silence: a reply after each interval of client silence, then close with replies-done', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({
+      config: { ports: ruleFor(port, { reply: 'silence' }), responder: { silence: { intervalMs: 50, maxReplies: 3 } } },
+      templates: { [`${port}_tcp`]: 'hello?' },
+    })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    const end = await client.closed
+    expect(end.gotEnd).toBe(true)
+    expect(client.received().toString()).toBe('hello?hello?hello?')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('replies-done')
+    expect(attack!.bytesSent).toBe(18)
+    expect(attack!.payload.length).toBe(0)
+  })
+
+  it('silence: client data restarts the interval, so a chatty client gets no reply', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({
+      config: { ports: ruleFor(port, { reply: 'silence' }), responder: { silence: { intervalMs: 250, maxReplies: 2 } } },
+      templates: { [`${port}_tcp`]: 'R' },
+    })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    for (let i = 0; i < 25; i++) {
+      client.socket.write('.')
+      await sleep(20)
+    }
+    expect(client.received().length).toBe(0)
+    await client.closed
+    expect(client.received().toString()).toBe('RR')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('replies-done')
+    expect(attack!.payload.toString()).toBe('.'.repeat(25))
+  })
+
+  it('no template: nothing is sent and the connection stays open until the idle timeout', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { idleTimeoutMs: 200 } } })
+    await h.attempt('tcp', port)
+    const started = performance.now()
+    const client = await connectTcp(port)
+    client.socket.write('probe')
+    await sleep(100)
+    expect(client.socket.destroyed).toBe(false)
+    expect(h.attacks).toHaveLength(0)
+    const end = await client.closed
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    expect(end.gotEnd).toBe(true)
+    expect(client.received().length).toBe(0)
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('idle-timeout')
+    expect(attack!.bytesSent).toBe(0)
+    expect(attack!.payload.toString()).toBe('probe')
+  })
+})
+
+describe('TCP session ends', () => {
+  it('peer FIN: peer-closed with the exact payload, binary bytes included', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    const parts = [all, Buffer.from('\r\n\u0000middle'), Buffer.alloc(3_000, 0xab), all.subarray(100, 110)]
+    for (const part of parts) {
+      client.socket.write(part)
+      await sleep(5)
+    }
+    client.socket.end()
+    await client.closed
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('peer-closed')
+    expect(attack!.payload.equals(Buffer.concat(parts))).toBe(true)
+    expect(attack!.bytesReceived).toBe(Buffer.concat(parts).length)
+    expect(attack!.truncated).toBe(false)
+  })
+
+  it('peer RST: peer-reset, keeping the bytes read before it', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { ports: ruleFor(port, { reply: 'on-data' }) }, templates: { [`${port}_tcp`]: 'ACK' } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.write('before reset')
+    await client.bytes(3) // the server has read the bytes once it answered
+    client.socket.resetAndDestroy()
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('peer-reset')
+    expect(attack!.payload.toString()).toBe('before reset')
+  })
+
+  it('read limit: exactly maxAttackBytes kept, truncated, size-limit, and the connection is reset', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { maxAttackBytes: 1_000 } } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    const sent = Buffer.from(Array.from({ length: 5_000 }, (_, i) => (i * 7) & 0xff))
+    client.socket.write(sent)
+    const end = await client.closed
+    expect(end.errorCode).toBe('ECONNRESET')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('size-limit')
+    expect(attack!.truncated).toBe(true)
+    expect(attack!.payload.length).toBe(1_000)
+    expect(attack!.payload.equals(sent.subarray(0, 1_000))).toBe(true)
+    expect(attack!.bytesReceived).toBeGreaterThan(1_000)
+    expect(attack!.bytesReceived).toBeLessThanOrEqual(5_000)
+  })
+
+  it('exactly maxAttackBytes is not over the limit: the session goes on', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { maxAttackBytes: 1_000 } } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.write(Buffer.alloc(1_000, 1))
+    await sleep(100)
+    expect(client.socket.destroyed).toBe(false)
+    client.socket.end()
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('peer-closed')
+    expect(attack!.truncated).toBe(false)
+    expect(attack!.payload.length).toBe(1_000)
+  })
+
+  it('max duration ends a session that is never idle', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { responder: { idleTimeoutMs: 10_000, maxDurationMs: 300 } } })
+    await h.attempt('tcp', port)
+    const started = performance.now()
+    const client = await connectTcp(port)
+    const ticker = setInterval(() => client.socket.write('tick'), 40)
+    onTestFinished(() => clearInterval(ticker))
+    const end = await client.closed
+    clearInterval(ticker)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290)
+    expect(end.gotEnd).toBe(true)
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('max-duration')
+    expect(attack!.endedAtMs - attack!.startedAtMs).toBeGreaterThanOrEqual(290)
+  })
+})
+
+describe('listeners', () => {
+  it('ignore mode binds nothing: the connect is refused', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { ports: ruleFor(port, { mode: 'ignore' }) } })
+    await h.attempt('tcp', port)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 0, bound: 0, ignored: 1 })
+  })
+
+  it('defaultMode ignore binds nothing for an uncovered port', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { ports: { defaultMode: 'ignore' } } })
+    await h.attempt('tcp', port)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+    expect(h.supervisor.stats().bound).toBe(0)
+  })
+
+  it('the listener is bound before onAttempt resolves', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    await h.attempt('tcp', port)
+    expect(await connectOutcome(port)).toBe('connected')
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 1, bound: 1, binding: 0 })
+  })
+
+  it('concurrent attempts for one port share one bind', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    const pending = Array.from({ length: 20 }, (_, i) => h.supervisor.onAttempt(attemptFor('tcp', port, { port: 40_000 + i })))
+    expect(h.supervisor.stats().binding).toBe(1)
+    await Promise.all(pending)
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 1, bound: 1, binding: 0, bindFailures: 0, ownedByOthers: 0 })
+    // Attempts once it is bound find the listener and bind nothing more.
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats().bound).toBe(1)
+    expect(await connectOutcome(port)).toBe('connected')
+  })
+
+  it('a port owned by another service is left to it', async () => {
+    const port = await freeTcpPort()
+    const accepted: Socket[] = []
+    const owner: Server = createServer((socket) => {
+      accepted.push(socket)
+      socket.end('real service\n')
+    })
+    await new Promise<void>((resolve) => owner.listen({ host: '0.0.0.0', port }, resolve))
+    onTestFinished(() => new Promise<void>((resolve) => owner.close(() => resolve())))
+
+    const h = await startSupervisor()
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats()).toMatchObject({ ownedByOthers: 1, bound: 0, listeners: 0 })
+    const client = await connectTcp(port)
+    await client.closed
+    expect(client.received().toString()).toBe('real service\n')
+    expect(accepted).toHaveLength(1)
+    // A retransmitted SYN within ownedPortRecheckMs does not retry the bind.
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats()).toMatchObject({ ownedByOthers: 1, bound: 0 })
+    await sleep(50)
+    expect(h.attacks).toHaveLength(0)
+  })
+
+  it('a port owned on one address only is left to its owner as well', async () => {
+    const port = await freeTcpPort()
+    const owner: Server = createServer((socket) => socket.end('loopback service\n'))
+    await new Promise<void>((resolve) => owner.listen({ host: LOOPBACK, port }, resolve))
+    onTestFinished(() => new Promise<void>((resolve) => owner.close(() => resolve())))
+    const h = await startSupervisor()
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats().ownedByOthers).toBe(1)
+    const client = await connectTcp(port)
+    await client.closed
+    expect(client.received().toString()).toBe('loopback service\n')
+  })
+
+  it('an owned port is tried again after ownedPortRecheckMs', async () => {
+    const port = await freeTcpPort()
+    const owner: Server = createServer((socket) => socket.destroy())
+    await new Promise<void>((resolve) => owner.listen({ host: '0.0.0.0', port }, resolve))
+    const h = await startSupervisor({ config: { listeners: { ownedPortRecheckMs: 100 } } })
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats().ownedByOthers).toBe(1)
+    await new Promise<void>((resolve) => owner.close(() => resolve()))
+    await sleep(150)
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats()).toMatchObject({ ownedByOthers: 1, bound: 1 })
+    expect(await connectOutcome(port)).toBe('connected')
+  })
+
+  it('an idle listener is closed after idleLifetimeMs and bound again on the next attempt', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { listeners: { idleLifetimeMs: 300 } } })
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.end()
+    await client.closed
+    await waitFor('the idle listener to close', () => h.supervisor.stats().idleClosed >= 1)
+    expect(h.supervisor.stats().listeners).toBe(0)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats().bound).toBe(2)
+    expect(await connectOutcome(port)).toBe('connected')
+  })
+
+  it('a listener in use is not closed as idle', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { listeners: { idleLifetimeMs: 300 } } })
+    await h.attempt('tcp', port)
+    const deadline = performance.now() + 900
+    while (performance.now() < deadline) {
+      expect(await connectOutcome(port)).toBe('connected')
+      await sleep(50)
+    }
+    expect(h.supervisor.stats().idleClosed).toBe(0)
+  })
+
+  it('maxListeners: the least recently used idle listener makes room', async () => {
+    const ports: number[] = []
+    while (ports.length < 5) {
+      const port = await freeTcpPort()
+      if (!ports.includes(port)) ports.push(port)
+    }
+    const h = await startSupervisor({ config: { listeners: { maxListeners: 3 } } })
+    for (const port of ports) {
+      await h.attempt('tcp', port)
+      expect(h.supervisor.stats().listeners).toBeLessThanOrEqual(3)
+    }
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 3, bound: 5, evicted: 2 })
+    for (const port of ports.slice(2)) expect(await connectOutcome(port), `port ${port}`).toBe('connected')
+    for (const port of ports.slice(0, 2)) expect(await connectOutcome(port), `port ${port}`).toBe('ECONNREFUSED')
+  })
+
+  it('maxListeners: a listener used again moves to the back of the eviction order', async () => {
+    const ports: number[] = []
+    while (ports.length < 4) {
+      const port = await freeTcpPort()
+      if (!ports.includes(port)) ports.push(port)
+    }
+    const [a, b, c, d] = ports as [number, number, number, number]
+    const h = await startSupervisor({ config: { listeners: { maxListeners: 3 } } })
+    await h.attempt('tcp', a)
+    await h.attempt('tcp', b)
+    await h.attempt('tcp', c)
+    await h.attempt('tcp', a) // a is now the most recently used
+    await h.attempt('tcp', d)
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 3, evicted: 1 })
+    expect(await connectOutcome(b)).toBe('ECONNREFUSED')
+    for (const port of [a, c, d]) expect(await connectOutcome(port)).toBe('connected')
+  })
+})
+
+describe('limits', () => {
+  it('maxConnectionsPerSource: the third concurrent connection is reset and not recorded', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { limits: { maxConnectionsPerSource: 2 } } })
+    await h.attempt('tcp', port)
+    const first = await connectTcp(port)
+    const second = await connectTcp(port)
+    await waitFor('two sessions', () => h.supervisor.stats().sessions === 2)
+    const third = await connectTcp(port)
+    const end = await third.closed
+    expect(end.errorCode).toBe('ECONNRESET')
+    expect(h.limiter.refused['max-per-source']).toBe(1)
+    first.socket.end('one')
+    second.socket.end('two')
+    await h.attacksReady(2)
+    await sleep(50)
+    expect(h.attacks.map((a) => a.payload.toString()).sort()).toEqual(['one', 'two'])
+    expect(h.supervisor.stats().recorded).toBe(2)
+    // A slot is free again once a connection ended.
+    const fourth = await connectTcp(port)
+    fourth.socket.end('four')
+    await h.attacksReady(3)
+    expect(h.attacks[2]!.payload.toString()).toBe('four')
+  })
+
+  it('newConnectionsPerSecondPerSource: past the rate a connection is reset until the window moves', async () => {
+    let now = 1_000_000
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { limits: { newConnectionsPerSecondPerSource: 3 } }, now: () => now })
+    await h.attempt('tcp', port)
+    for (let i = 0; i < 3; i++) {
+      const client = await connectTcp(port)
+      client.socket.end(`ok${i}`)
+      await client.closed
+    }
+    await h.attacksReady(3)
+    const refused = await connectTcp(port)
+    expect((await refused.closed).errorCode).toBe('ECONNRESET')
+    expect(h.limiter.refused['rate-per-source']).toBe(1)
+    now += 1_000
+    const again = await connectTcp(port)
+    again.socket.end('after the window')
+    await h.attacksReady(4)
+    expect(h.attacks.map((a) => a.payload.toString())).toEqual(['ok0', 'ok1', 'ok2', 'after the window'])
+  })
+
+  it('maxConnections: the global cap refuses past it', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { limits: { maxConnections: 1 } } })
+    await h.attempt('tcp', port)
+    const first = await connectTcp(port)
+    await waitFor('one session', () => h.supervisor.stats().sessions === 1)
+    const second = await connectTcp(port)
+    expect((await second.closed).errorCode).toBe('ECONNRESET')
+    expect(h.limiter.refused['max-connections']).toBe(1)
+    first.socket.end()
+    await h.attacksReady(1)
+    expect(h.limiter.active).toBe(0)
+  })
+})
+
+describe('close', () => {
+  it('ends open connections with shutdown, and every attack is in the sink when close() resolves', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: { ports: ruleFor(port, { reply: 'on-data' }) }, templates: { [`${port}_tcp`]: '+' } })
+    await h.attempt('tcp', port)
+    const clients = await Promise.all([0, 1, 2].map(() => connectTcp(port)))
+    for (const [i, client] of clients.entries()) client.socket.write(`client ${i}`)
+    for (const client of clients) await client.bytes(1) // each session has read its bytes
+    expect(h.attacks).toHaveLength(0)
+    await h.supervisor.close()
+    expect(h.attacks).toHaveLength(3)
+    expect(h.attacks.every((a) => a.closeReason === 'shutdown')).toBe(true)
+    expect(h.attacks.map((a) => a.payload.toString()).sort()).toEqual(['client 0', 'client 1', 'client 2'])
+    for (const client of clients) expect((await client.closed).gotEnd).toBe(true)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+    expect(h.supervisor.stats().listeners).toBe(0)
+  })
+
+  it('attempts after close bind nothing', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    await h.supervisor.close()
+    await h.attempt('tcp', port)
+    expect(h.supervisor.stats().bound).toBe(0)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+  })
+
+  it('close() while a bind is in flight leaves no listener behind', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    const pending = h.supervisor.onAttempt(attemptFor('tcp', port))
+    await h.supervisor.close()
+    await pending
+    expect(h.supervisor.stats().listeners).toBe(0)
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED')
+  })
+})
+
+describe('UDP', () => {
+  it('two datagrams from one client socket make one session, in order', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 200 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    await client.send('first|', port)
+    await client.send('second', port)
+    const [attack] = await h.attacksReady(1)
+    await sleep(100)
+    expect(h.attacks).toHaveLength(1)
+    expect(attack).toMatchObject({
+      protocol: 'udp',
+      family: 4,
+      mode: 'normal',
+      source: { address: LOOPBACK, port: client.port },
+      target: { port },
+      closeReason: 'idle-timeout',
+      bytesReceived: 12,
+      bytesSent: 0,
+      truncated: false,
+    })
+    expect(attack!.payload.toString()).toBe('first|second')
+  })
+
+  it('20 datagrams fired at once from one socket are still one session', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 300 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    const datagrams = Array.from({ length: 20 }, (_, i) => Buffer.from(`[${String(i).padStart(2, '0')}]`))
+    await Promise.all(datagrams.map((d) => client.send(d, port)))
+    const [attack] = await h.attacksReady(1)
+    await sleep(100)
+    expect(h.attacks).toHaveLength(1)
+    expect(attack!.payload.toString()).toBe(Buffer.concat(datagrams).toString())
+    expect(attack!.bytesReceived).toBe(80)
+  })
+
+  it('two client sockets make two sessions', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 200 } } })
+    await h.attempt('udp', port)
+    const a = await udpClient()
+    const b = await udpClient()
+    await a.send('from a', port)
+    await b.send('from b', port)
+    await a.send(' again', port)
+    await h.attacksReady(2)
+    await sleep(100)
+    expect(h.attacks).toHaveLength(2)
+    const bySource = new Map(h.attacks.map((x) => [x.source.port, x.payload.toString()]))
+    expect(bySource.get(a.port)).toBe('from a again')
+    expect(bySource.get(b.port)).toBe('from b')
+    expect(new Set(h.attacks.map((x) => x.id)).size).toBe(2)
+  })
+
+  it('answers each datagram with the template', async () => {
+    const port = await freeUdpPort()
+    const template = 'PONG-PONG!'
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 300, maxReplyRatio: 3 } }, templates: { [`${port}_udp`]: template } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    for (let i = 0; i < 3; i++) {
+      await client.send(`ping ${i}`, port)
+      await waitFor(`reply ${i + 1}`, () => client.replies.length === i + 1)
+    }
+    expect(client.replies.map((r) => r.toString())).toEqual([template, template, template])
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.bytesSent).toBe(3 * template.length)
+    expect(attack!.payload.toString()).toBe('ping 0ping 1ping 2')
+  })
+
+  it('a TCP template is not used for UDP', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 200 } }, templates: { [`${port}_tcp`]: 'tcp only' } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    await client.send('hello', port)
+    const [attack] = await h.attacksReady(1)
+    expect(client.replies).toHaveLength(0)
+    expect(attack!.bytesSent).toBe(0)
+  })
+
+  it('replies are capped at maxReplyRatio times the bytes received', async () => {
+    const port = await freeUdpPort()
+    const template = Buffer.alloc(500, 0x41)
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 2_000, maxReplyRatio: 3 } }, templates: { [`${port}_udp`]: template } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    await client.send(Buffer.alloc(10, 1), port) // 500 > 3 × 10: no reply
+    await sleep(200)
+    expect(client.replies).toHaveLength(0)
+    await client.send(Buffer.alloc(200, 2), port) // 500 ≤ 3 × 210: a reply
+    await waitFor('the reply to the larger datagram', () => client.replies.length === 1)
+    expect(client.replies[0]!.equals(template)).toBe(true)
+    await h.supervisor.close()
+    expect(h.attacks).toHaveLength(1)
+    expect(h.attacks[0]).toMatchObject({ bytesReceived: 210, bytesSent: 500, closeReason: 'shutdown' })
+    expect(client.replies).toHaveLength(1)
+  })
+
+  it('a fresh session with a single small datagram gets no reply at all', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 2_000, maxReplyRatio: 3 } }, templates: { [`${port}_udp`]: Buffer.alloc(500, 0x41) } })
+    await h.attempt('udp', port)
+    const probes = await Promise.all([udpClient(), udpClient(), udpClient()])
+    for (const probe of probes) await probe.send(Buffer.alloc(40, 0), port)
+    await sleep(200)
+    for (const probe of probes) expect(probe.replies).toHaveLength(0)
+    await h.supervisor.close()
+    expect(h.attacks.map((a) => a.bytesSent)).toEqual([0, 0, 0])
+  })
+
+  it('the session idle timer restarts with each datagram and ends it with idle-timeout', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 400 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    const started = Date.now()
+    for (let i = 0; i < 6; i++) {
+      await client.send(String(i), port)
+      await sleep(100)
+    }
+    // 600 ms in, well past one idle period: the session is still open because each datagram restarted it.
+    expect(h.attacks).toHaveLength(0)
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('idle-timeout')
+    expect(attack!.payload.toString()).toBe('012345')
+    expect(attack!.endedAtMs - started).toBeGreaterThanOrEqual(800)
+  })
+
+  it('the read limit ends a UDP session with size-limit', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 5_000 }, responder: { maxAttackBytes: 100 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    await client.send(Buffer.alloc(60, 1), port)
+    await client.send(Buffer.alloc(60, 2), port)
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('size-limit')
+    expect(attack!.truncated).toBe(true)
+    expect(attack!.payload.equals(Buffer.concat([Buffer.alloc(60, 1), Buffer.alloc(40, 2)]))).toBe(true)
+    expect(attack!.bytesReceived).toBe(120)
+  })
+
+  it('the target address comes from the attempt when onAttempt was called for that peer', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 200 } } })
+    const announced = await udpClient()
+    const unannounced = await udpClient()
+    await h.attempt('udp', port, { port: announced.port, dstAddress: '127.0.0.1' })
+    await announced.send('announced', port)
+    await unannounced.send('unannounced', port)
+    await h.attacksReady(2)
+    const bySource = new Map(h.attacks.map((a) => [a.source.port, a]))
+    expect(bySource.get(announced.port)!.target).toEqual({ address: '127.0.0.1', port })
+    // Without an attempt, the wildcard socket cannot tell which local address was hit.
+    expect(bySource.get(unannounced.port)!.target).toEqual({ address: '0.0.0.0', port })
+  })
+
+  it('maxConnectionsPerSource also bounds UDP sessions', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 300 }, limits: { maxConnectionsPerSource: 1 } } })
+    await h.attempt('udp', port)
+    const a = await udpClient()
+    const b = await udpClient()
+    await a.send('a', port)
+    await waitFor('the first session', () => h.supervisor.stats().sessions === 1)
+    await b.send('b', port)
+    await h.attacksReady(1)
+    await sleep(100)
+    expect(h.attacks.map((x) => x.payload.toString())).toEqual(['a'])
+    expect(h.limiter.refused['max-per-source']).toBe(1)
+  })
+
+  it('close() ends UDP sessions with shutdown before it resolves', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 60_000 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    await client.send('still talking', port)
+    await waitFor('the session', () => h.supervisor.stats().sessions === 1)
+    await h.supervisor.close()
+    expect(h.attacks).toHaveLength(1)
+    expect(h.attacks[0]).toMatchObject({ closeReason: 'shutdown' })
+    expect(h.attacks[0]!.payload.toString()).toBe('still talking')
+  })
+
+  it('ignore mode binds no UDP socket', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { ports: { rules: [{ ports: `${port}/udp`, mode: 'ignore' }] } } })
+    await h.attempt('udp', port)
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 0, bound: 0, ignored: 1 })
+    // The port is still free: binding it ourselves succeeds.
+    const probe = createSocket('udp4')
+    onTestFinished(() => new Promise<void>((resolve) => probe.close(() => resolve())))
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject)
+      probe.bind({ address: '0.0.0.0', port, exclusive: true }, resolve)
+    })
+  })
+
+  it('an evicted UDP listener ends its sessions with evicted', async () => {
+    const udpPort = await freeUdpPort()
+    const tcpPort = await freeTcpPort()
+    const h = await startSupervisor({ config: { listeners: { maxListeners: 1 }, udp: { sessionIdleMs: 60_000 } } })
+    await h.attempt('udp', udpPort)
+    const client = await udpClient()
+    await client.send('open session', udpPort)
+    await waitFor('the session', () => h.supervisor.stats().sessions === 1)
+    await h.attempt('tcp', tcpPort)
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.closeReason).toBe('evicted')
+    expect(h.supervisor.stats()).toMatchObject({ evicted: 1, listeners: 1 })
+  })
+})
