@@ -30,7 +30,9 @@ function deepFreeze<T>(value: T): T {
 
 function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
   const base = (raw ?? {}) as Record<string, Record<string, unknown> | undefined>
-  const merged: Record<string, unknown> = { ...base }
+  const merged: Record<string, unknown> = {}
+  // A section whose keys are all commented out reads as null in YAML: it means "the defaults", like no section.
+  for (const [key, value] of Object.entries(base)) if (value !== null) merged[key] = value
   const section = (name: string): Record<string, unknown> => {
     const current = base[name]
     if (current !== undefined && current !== null && (typeof current !== 'object' || Array.isArray(current))) return {} // left for the schema to refuse

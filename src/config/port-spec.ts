@@ -20,7 +20,8 @@ export function parsePortSpec(spec: string | number, defaultProtocols: readonly 
   if (text === '') return { ok: false, error: 'empty port list; expected e.g. "22/tcp", "80,443" or "8000-8100/udp"' }
   const ranges: PortRange[] = []
   for (const raw of text.split(',')) {
-    const item = raw.trim()
+    // Quote at most 40 characters of a bad item: an error message must not echo an arbitrarily long input.
+    const item = raw.trim().length > 40 ? `${raw.trim().slice(0, 40)}...` : raw.trim()
     const m = ITEM.exec(item)
     if (!m) return { ok: false, error: `"${item}" is not a port, a range or a port/protocol; expected e.g. "80", "1000-2000" or "53/udp"` }
     const from = Number(m[1])

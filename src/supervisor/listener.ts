@@ -8,6 +8,7 @@ export interface Listener {
   readonly port: number
   /** Connections or UDP sessions currently open through this listener. */
   readonly active: number
+  /** Last SYN or connection; set only by the supervisor, which keeps its listeners in this order. */
   lastUsedMs: number
   /** Stops taking new connections; open sessions go on to their own end. */
   close(): void

@@ -195,7 +195,7 @@ export class Supervisor {
   #sweep(): void {
     const cutoff = Date.now() - this.#o.listeners.idleLifetimeMs
     for (const listener of this.#listeners.values()) {
-      if (listener.lastUsedMs > cutoff) break // LRU order: everything after is newer
+      if (listener.lastUsedMs > cutoff) break // LRU order (only #touch changes lastUsedMs): everything after is newer
       this.#closeListener(listener, 'idle')
       this.#counters.idleClosed++
     }
@@ -266,7 +266,6 @@ export class Supervisor {
 
   #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void): UdpSessionHandle | null {
     if (this.#closing || !this.#admit(peer.address)) return null
-    this.#touch(listener)
     const policy = this.#o.policy.resolve('udp', listener.port)
     const targetKey = `${peer.address}|${peer.port}|${listener.port}`
     const dstAddress = this.#udpTargets.get(targetKey) ?? (listener.family === 6 ? '::' : '0.0.0.0')
@@ -284,6 +283,7 @@ export class Supervisor {
     const responder = this.#o.datagramResponder
     return {
       datagram: (data: Buffer): CloseReason | null => {
+        this.#touch(listener)
         if (recorder.received(data)) return 'size-limit'
         responder.onDatagram(session)
         return null

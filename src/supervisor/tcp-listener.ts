@@ -33,7 +33,6 @@ export class TcpListener implements Listener {
     const listener = new TcpListener(server, options)
     server.on('connection', (socket) => {
       listener.#active++
-      listener.lastUsedMs = Date.now()
       socket.once('close', () => listener.#active--)
       options.onConnection(listener, socket)
     })

@@ -52,9 +52,14 @@ export class UdpListener implements Listener {
     const listener = new UdpListener(socket, options)
     socket.on('message', (data, rinfo) => listener.#onMessage(data, rinfo))
     return new Promise((resolve, reject) => {
-      socket.once('error', reject)
+      // A failed bind still holds a descriptor: close it, or every retry on a port a real service owns leaks one.
+      const onBindError = (err: Error): void => {
+        socket.close()
+        reject(err)
+      }
+      socket.once('error', onBindError)
       socket.bind({ address: wildcardAddress(options.family), port: options.port, exclusive: true }, () => {
-        socket.off('error', reject)
+        socket.off('error', onBindError)
         // Send errors (ICMP unreachable reported back, ENOBUFS) are the peer's business, not a failure.
         socket.on('error', () => undefined)
         resolve(listener)
@@ -76,7 +81,6 @@ export class UdpListener implements Listener {
 
   #onMessage(data: Buffer, rinfo: RemoteInfo): void {
     if (this.#closed) return
-    this.lastUsedMs = Date.now()
     const key = `${rinfo.address}|${rinfo.port}`
     let session = this.#sessions.get(key)
     if (session === undefined) {

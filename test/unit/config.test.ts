@@ -1,8 +1,9 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parse as parseYaml } from 'yaml'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { loadConfig, parseConfig } from '../../src/config/load-config.js'
 import type { Config } from '../../src/config/schema.js'
@@ -398,5 +399,26 @@ describe('honeytrap.example.yaml', () => {
     // The example documents every key with its default value: a drift between it and the schema fails here.
     expect(existsSync(EXAMPLE_PATH), `${EXAMPLE_PATH} should exist`).toBe(true)
     expect(loadConfig(EXAMPLE_PATH)).toEqual(DEFAULTS)
+  })
+
+  it('spells out every key itself rather than leaving it to the defaults', () => {
+    const keyPaths = (value: unknown, prefix = ''): string[] =>
+      value !== null && typeof value === 'object' && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([k, v]) => keyPaths(v, prefix === '' ? k : `${prefix}.${k}`))
+        : [prefix]
+    const raw: unknown = parseYaml(readFileSync(EXAMPLE_PATH, 'utf8'))
+    expect(keyPaths(raw).sort()).toEqual(keyPaths(DEFAULTS).sort())
+  })
+})
+
+describe('sections left empty', () => {
+  it('reads a section whose keys are all commented out (YAML null) as the defaults', () => {
+    const config = parseConfig(parseYaml('monitor:\n  # queue: 3\nstore:\n  path: /tmp/x.db\n'))
+    expect(config.monitor).toEqual(parseConfig({}).monitor)
+    expect(config.store.path).toBe('/tmp/x.db')
+  })
+
+  it('still refuses a section of the wrong type, even with an override for it', () => {
+    expect(() => parseConfig({ monitor: 'oops' }, { queue: 3 })).toThrow(ConfigError)
   })
 })

@@ -1,0 +1,131 @@
+import { join } from 'node:path'
+import pino from 'pino'
+import { loadConfig } from '../config/load-config.js'
+import { resolveExcludes } from '../main.js'
+import { createNetnsPair, type NetnsPair } from '../netns/netns-pair.js'
+import { startSensorProcess } from '../netns/sensor-process.js'
+import type { RuleOptions } from '../rules/iptables-rules.js'
+import { installRules } from '../rules/iptables-runner.js'
+import { startBenchProcess } from './bench-process.js'
+
+/**
+ * One system under test, alone in a fresh pair of namespaces: the plain server (no queue: the generator check), the
+ * reference monitor, or honeytrap-ts itself. Fresh namespaces per scenario give every new-port test never-used ports,
+ * an empty conntrack table and no TIME_WAIT left over from the previous test.
+ */
+
+export type SystemKind = 'plain' | 'reference' | 'honeytrap-ts'
+
+export interface SystemOptions {
+  readonly dir: string // scratch directory: databases live here
+  readonly configPath: string // the sensor's config; the reference takes its queue and rule options from it too
+  readonly scenario: string // names the database file
+  readonly logLevel?: 'warn' | 'info' // honeytrap-ts only
+  readonly plainPort?: number // plain only
+  readonly cpuProfileDir?: string // honeytrap-ts only: run it with --cpu-prof, profiles written here at exit
+}
+
+export interface SystemUnderTest {
+  readonly kind: SystemKind
+  readonly pair: NetnsPair
+  readonly pid: number
+  readonly dbPath: string | null // honeytrap-ts only
+  /** The filter tables of the sensor namespace (iptables -S, then ip6tables -S), as the system sees them. */
+  rules(): Promise<string>
+  /** Stops the process and deletes both namespaces. */
+  stop(): Promise<void>
+}
+
+// The client side of the link: enough ephemeral ports for 10,000 held connections next to other traffic, and reuse
+// of TIME_WAIT ports for new connections (hot port: the client closes first with honeytrap-ts, so TIME_WAIT is ours).
+const ATTACKER_SYSCTLS: readonly (readonly [string, string])[] = [
+  ['net.ipv4.ip_local_port_range', '1024 65535'],
+  ['net.ipv4.tcp_tw_reuse', '1'],
+]
+
+// Every system started and not yet stopped, so that an interrupted run can still stop them (by pid) and remove them.
+const active = new Set<SystemUnderTest>()
+
+const rulesLog = pino({ level: 'warn', base: { component: 'bench' } }, pino.destination(2))
+
+/** The rule options `honeytrap-ts run` derives from a config, as main.ts does, so the reference gets the same rules. */
+export async function ruleOptionsFor(configPath: string): Promise<RuleOptions> {
+  const config = loadConfig(configPath)
+  return {
+    queue: config.monitor.queue,
+    exclude: await resolveExcludes(config),
+    interface: config.rules.interface,
+    ipv6: config.rules.ipv6,
+    includeLoopback: config.rules.includeLoopback,
+  }
+}
+
+/** Creates the namespaces, tunes the client side and starts `kind`; on failure nothing is left behind. */
+export async function startSystem(kind: SystemKind, options: SystemOptions): Promise<SystemUnderTest> {
+  const pair = await createNetnsPair({ label: 'bench' })
+  try {
+    for (const [key, value] of ATTACKER_SYSCTLS) await pair.exec(pair.attackerNs, 'sysctl', ['-qw', `${key}=${value}`])
+    let pid: number
+    let stopProcess: () => Promise<unknown>
+    let dbPath: string | null = null
+    if (kind === 'honeytrap-ts') {
+      dbPath = join(options.dir, `${options.scenario}.db`)
+      const args = ['--config', options.configPath, '--db', dbPath, '--log-level', options.logLevel ?? 'warn']
+      // startSensorProcess spawns before its first await, so NODE_OPTIONS reaches the sensor and nothing else.
+      const saved = process.env['NODE_OPTIONS']
+      if (options.cpuProfileDir !== undefined) process.env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`
+      const starting = startSensorProcess(pair, args)
+      if (saved === undefined) delete process.env['NODE_OPTIONS']
+      else process.env['NODE_OPTIONS'] = saved
+      const sensor = await starting
+      pid = sensor.pid
+      stopProcess = () => sensor.stop('SIGTERM')
+    } else if (kind === 'reference') {
+      const config = loadConfig(options.configPath)
+      const args = [
+        ...['--queue', String(config.monitor.queue), '--buffer-bytes', String(config.monitor.queueBufferBytes)],
+        ...['--max-listeners', String(config.listeners.maxListeners)],
+      ]
+      const reference = await startBenchProcess(pair, 'reference-monitor.js', { args })
+      pid = reference.pid
+      stopProcess = () => reference.stop('SIGTERM')
+      try {
+        // Installed after the queue is bound, like the sensor does, so no SYN ever meets an unbound queue.
+        await installRules(await ruleOptionsFor(options.configPath), { log: rulesLog, netns: pair.sensorNs })
+      } catch (err) {
+        await reference.stop('SIGKILL')
+        throw err
+      }
+    } else {
+      const plain = await startBenchProcess(pair, 'reference-monitor.js', { args: ['--plain-port', String(options.plainPort ?? 8080)] })
+      pid = plain.pid
+      stopProcess = () => plain.stop('SIGTERM')
+    }
+    const system: SystemUnderTest = {
+      kind,
+      pair,
+      pid,
+      dbPath,
+      async rules(): Promise<string> {
+        const v4 = await pair.exec(pair.sensorNs, 'iptables', ['-w', '10', '-S'])
+        const v6 = await pair.exec(pair.sensorNs, 'ip6tables', ['-w', '10', '-S']).catch(() => '(ip6tables unavailable)\n')
+        return `${v4}${v6}`
+      },
+      async stop(): Promise<void> {
+        active.delete(system)
+        await stopProcess().catch(() => undefined)
+        await pair.destroy()
+      },
+    }
+    active.add(system)
+    return system
+  } catch (err) {
+    await pair.destroy()
+    throw err
+  }
+}
+
+/** Stops every system still running (an interrupted or timed-out run). */
+export async function stopAllSystems(): Promise<void> {
+  for (const system of [...active]) await system.stop()
+}

@@ -1,0 +1,181 @@
+import type { HotFigures, Measured, MemoryFigures, RateFigures } from './scenarios.js'
+
+/**
+ * Turns the benchmark's measurements into the figures of the issue, each next to the reference's, with the ratio
+ * honeytrap-ts / reference and the target it is judged against. Pure: results in, rows and markdown out.
+ */
+
+export interface BenchResults {
+  readonly startedAt: string
+  readonly durationMs: number
+  readonly machine: { readonly cpus: number; readonly model: string; readonly kernel: string; readonly node: string; readonly memMiB: number; readonly fdLimit: string }
+  readonly options: { readonly quick: boolean; readonly only: readonly string[]; readonly genProcs: number }
+  readonly rules: { readonly reference: string | null; readonly honeytrap: string | null; readonly identical: boolean | null }
+  readonly generatorCheck: { readonly plain1: HotFigures; readonly plain2: HotFigures } | null
+  readonly a: { readonly reference: HotFigures; readonly honeytrap: HotFigures; readonly honeytrapInfo: HotFigures } | null
+  readonly b: {
+    readonly newport: { readonly reference: Measured; readonly honeytrap: Measured }
+    readonly rate: { readonly reference: RateFigures; readonly honeytrap: RateFigures }
+    readonly serial: { readonly reference: Measured; readonly honeytrap: Measured }
+  } | null
+  readonly c: { readonly reference: MemoryFigures; readonly honeytrap: MemoryFigures } | null
+}
+
+export type Verdict = 'PASS' | 'MISSED' | ''
+
+export interface ReportRow {
+  readonly figure: string
+  readonly reference: string
+  readonly honeytrap: string
+  readonly ratio: string
+  readonly target: string
+  readonly verdict: Verdict
+}
+
+const KIB_PER_MB = 1e6 / 1024 // MB as in the issue: 10^6 bytes
+const MAX_IDLE_RSS_MB = 60
+const MAX_KIB_PER_IDLE_CONNECTION = 6
+const MIN_RATIO = 0.8
+const MAX_SERIAL_P99_MS = 1
+
+function int(n: number): string {
+  return Math.round(n).toLocaleString('en-US')
+}
+
+function ms(n: number | null | undefined): string {
+  return n === null || n === undefined ? 'n/a' : n.toFixed(3)
+}
+
+function mb(kib: number): string {
+  return (kib / KIB_PER_MB).toFixed(1)
+}
+
+function ratio(ht: number | null | undefined, ref: number | null | undefined): string {
+  if (ht === null || ht === undefined || ref === null || ref === undefined || ref === 0) return 'n/a'
+  return (ht / ref).toFixed(2)
+}
+
+function verdict(pass: boolean): Verdict {
+  return pass ? 'PASS' : 'MISSED'
+}
+
+function share(n: number, of: number): string {
+  return `${int(n)} of ${int(of)} (${of > 0 ? ((n / of) * 100).toFixed(2) : '0.00'} %)`
+}
+
+function hotRows(a: NonNullable<BenchResults['a']>): ReportRow[] {
+  const { reference: ref, honeytrap: ht, honeytrapInfo: info } = a
+  const hotRatio = ht.perSecond / ref.perSecond
+  const storedRow = (label: string, f: HotFigures): ReportRow => ({
+    figure: `(a) attacks stored / connections made${label}`,
+    reference: '(no storage)',
+    honeytrap: f.stored === null ? 'n/a' : `${int(f.stored.rows)} / ${int(f.stored.connected)}`,
+    ratio: '',
+    target: 'every connection',
+    verdict: verdict(f.stored !== null && f.stored.rows === f.stored.connected),
+  })
+  return [
+    { figure: '(a) hot port: completed connections/s, 64 in flight, log level warn', reference: int(ref.perSecond), honeytrap: int(ht.perSecond), ratio: ratio(ht.perSecond, ref.perSecond), target: `≥ ${MIN_RATIO} × reference`, verdict: verdict(hotRatio >= MIN_RATIO) },
+    storedRow('', ht),
+    { figure: '(a) same at log level info (the default)', reference: int(ref.perSecond), honeytrap: int(info.perSecond), ratio: ratio(info.perSecond, ref.perSecond), target: '(reported)', verdict: '' },
+    storedRow(' (info)', info),
+    { figure: '(a) CPU per connection of the system under test, µs', reference: int(ref.systemCpuUsPerConnection), honeytrap: int(ht.systemCpuUsPerConnection), ratio: ratio(ht.systemCpuUsPerConnection, ref.systemCpuUsPerConnection), target: '(reported)', verdict: '' },
+  ]
+}
+
+function newPortRows(b: NonNullable<BenchResults['b']>): ReportRow[] {
+  const { newport, rate, serial } = b
+  const npRatio = newport.honeytrap.perSecond / newport.reference.perSecond
+  const lat = (m: Measured): LatencyPick => ({ p50: m.latency?.p50Ms ?? null, p99: m.latency?.p99Ms ?? null })
+  const np = { ref: lat(newport.reference), ht: lat(newport.honeytrap) }
+  const se = { ref: lat(serial.reference), ht: lat(serial.honeytrap) }
+  const ra = { ref: lat(rate.reference), ht: lat(rate.honeytrap) }
+  return [
+    { figure: '(b) new ports/s, 32 in flight', reference: int(newport.reference.perSecond), honeytrap: int(newport.honeytrap.perSecond), ratio: ratio(newport.honeytrap.perSecond, newport.reference.perSecond), target: `≥ ${MIN_RATIO} × reference`, verdict: verdict(npRatio >= MIN_RATIO) },
+    { figure: '(b) new-port connect p50, 32 in flight, ms', reference: ms(np.ref.p50), honeytrap: ms(np.ht.p50), ratio: ratio(np.ht.p50, np.ref.p50), target: '(reported)', verdict: '' },
+    { figure: '(b) new-port connect p99, 32 in flight, ms', reference: ms(np.ref.p99), honeytrap: ms(np.ht.p99), ratio: ratio(np.ht.p99, np.ref.p99), target: '(reported)', verdict: '' },
+    { figure: '(b) CPU per new port of the system under test, µs', reference: int(newport.reference.systemCpuUsPerConnection), honeytrap: int(newport.honeytrap.systemCpuUsPerConnection), ratio: ratio(newport.honeytrap.systemCpuUsPerConnection, newport.reference.systemCpuUsPerConnection), target: '(reported)', verdict: '' },
+    { figure: `(b) new-port connect p50, one at a time (${int(serial.honeytrap.load.started)}), ms`, reference: ms(se.ref.p50), honeytrap: ms(se.ht.p50), ratio: ratio(se.ht.p50, se.ref.p50), target: '(reported)', verdict: '' },
+    { figure: '(b) new-port connect p99, one at a time, ms', reference: ms(se.ref.p99), honeytrap: ms(se.ht.p99), ratio: ratio(se.ht.p99, se.ref.p99), target: `≤ ${MAX_SERIAL_P99_MS} ms`, verdict: verdict(se.ht.p99 !== null && se.ht.p99 <= MAX_SERIAL_P99_MS && serial.honeytrap.load.connected === serial.honeytrap.load.started) },
+    { figure: '(b) connects ≥ 1 s (or failed) at 3,000 new ports/s offered', reference: share(rate.reference.atLeast1s, rate.reference.offered), honeytrap: share(rate.honeytrap.atLeast1s, rate.honeytrap.offered), ratio: '', target: 'none', verdict: verdict(rate.honeytrap.atLeast1s === 0 && rate.honeytrap.load.connected === rate.honeytrap.offered) },
+    { figure: '(b) connect p50 / p99 at 3,000 new ports/s offered, ms', reference: `${ms(ra.ref.p50)} / ${ms(ra.ref.p99)}`, honeytrap: `${ms(ra.ht.p50)} / ${ms(ra.ht.p99)}`, ratio: ratio(ra.ht.p99, ra.ref.p99), target: '(reported)', verdict: '' },
+  ]
+}
+
+interface LatencyPick {
+  readonly p50: number | null
+  readonly p99: number | null
+}
+
+function memoryRows(c: NonNullable<BenchResults['c']>): ReportRow[] {
+  const { reference: ref, honeytrap: ht } = c
+  const scanLabel = ht.scanPorts === 65_535 ? '65,535-port scan' : `scan of ports 1-${ht.scanPorts} (--quick)`
+  const scanCell = (m: MemoryFigures): string => `${int(m.scan.perSecond)} ports/s, ${int(m.scan.latency?.atLeast1s ?? 0)} ≥ 1 s, ${int(m.scan.load.timeouts)} timeouts`
+  return [
+    { figure: '(c) RSS idle, MB', reference: mb(ref.idleKiB), honeytrap: mb(ht.idleKiB), ratio: ratio(ht.idleKiB, ref.idleKiB), target: `≤ ${MAX_IDLE_RSS_MB} MB`, verdict: verdict(ht.idleKiB <= MAX_IDLE_RSS_MB * KIB_PER_MB) },
+    { figure: `(c) RSS with ${int(ht.heldConnections)} idle connections, MB`, reference: mb(ref.withIdleKiB), honeytrap: mb(ht.withIdleKiB), ratio: ratio(ht.withIdleKiB, ref.withIdleKiB), target: '(reported)', verdict: '' },
+    { figure: '(c) RSS per idle connection, KiB', reference: ref.perIdleConnectionKiB.toFixed(2), honeytrap: ht.perIdleConnectionKiB.toFixed(2), ratio: ratio(ht.perIdleConnectionKiB, ref.perIdleConnectionKiB), target: `≤ ${MAX_KIB_PER_IDLE_CONNECTION} KiB`, verdict: verdict(ht.perIdleConnectionKiB <= MAX_KIB_PER_IDLE_CONNECTION && ht.heldConnections === 10_000 && ht.closedByPeerWhileHeld === 0) },
+    { figure: `(c) RSS after a ${scanLabel}, MB`, reference: mb(ref.afterScanKiB), honeytrap: mb(ht.afterScanKiB), ratio: ratio(ht.afterScanKiB, ref.afterScanKiB), target: '(reported)', verdict: '' },
+    { figure: `(c) the ${scanLabel}, 48 in flight`, reference: scanCell(ref), honeytrap: scanCell(ht), ratio: ratio(ht.scan.perSecond, ref.scan.perSecond), target: '(reported)', verdict: '' },
+  ]
+}
+
+/** Every row the selected sections produced, in the issue's order. */
+export function buildRows(results: BenchResults): ReportRow[] {
+  return [
+    ...(results.a === null ? [] : hotRows(results.a)),
+    ...(results.b === null ? [] : newPortRows(results.b)),
+    ...(results.c === null ? [] : memoryRows(results.c)),
+  ]
+}
+
+function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const line = (cells: readonly string[]): string => `| ${cells.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+/** The main table: figure, reference, honeytrap-ts, ratio, target, result. */
+export function formatResultsTable(rows: readonly ReportRow[]): string {
+  return markdownTable(
+    ['figure', 'reference', 'honeytrap-ts', 'ratio', 'target', 'result'],
+    rows.map((r) => [r.figure, r.reference, r.honeytrap, r.ratio, r.target, r.verdict]),
+  )
+}
+
+/** Where the CPU went in each closed-loop run: tells whether the generator or the system under test was the limit. */
+export function formatLoadTable(results: BenchResults): string {
+  const rows: [string, HotFigures | Measured][] = []
+  if (results.generatorCheck !== null) {
+    rows.push(['hot: plain server (no queue), 1 generator process', results.generatorCheck.plain1])
+    rows.push(['hot: plain server (no queue), 2 generator processes', results.generatorCheck.plain2])
+  }
+  if (results.a !== null) {
+    rows.push([`hot: reference, ${results.options.genProcs} generator process(es)`, results.a.reference])
+    rows.push(['hot: honeytrap-ts, log level warn', results.a.honeytrap])
+    rows.push(['hot: honeytrap-ts, log level info', results.a.honeytrapInfo])
+  }
+  if (results.b !== null) {
+    rows.push(['new port: reference', results.b.newport.reference])
+    rows.push(['new port: honeytrap-ts', results.b.newport.honeytrap])
+    rows.push(['3,000/s offered: reference', results.b.rate.reference])
+    rows.push(['3,000/s offered: honeytrap-ts', results.b.rate.honeytrap])
+  }
+  const pct = (n: number): string => `${Math.round(n)} %`
+  return markdownTable(
+    ['run', 'connections/s', 'generator CPU', 'system CPU', 'system CPU/conn (µs)', 'machine busy (of 200 %)', 'failures'],
+    rows.map(([name, m]) => [
+      name,
+      int(m.perSecond),
+      pct(m.generatorCpuPct),
+      pct(m.systemCpuPct),
+      int(m.systemCpuUsPerConnection),
+      pct(m.machineBusyPct),
+      String(m.load.refused + m.load.timeouts + m.load.stalled + Object.values(m.load.errors).reduce((s, n) => s + n, 0)),
+    ]),
+  )
+}
+
+/** One line per missed target, for the end of the output. */
+export function missedTargets(rows: readonly ReportRow[]): string[] {
+  return rows.filter((r) => r.verdict === 'MISSED').map((r) => `MISSED: ${r.figure}: honeytrap-ts ${r.honeytrap} (reference ${r.reference}), target ${r.target}`)
+}

@@ -1,0 +1,187 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, release, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { parseOpenFilesLimit } from '../supervisor/fd-limit.js'
+import { stopAllSystems } from './bench-system.js'
+import { buildRows, formatLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
+import { hotScenario, memoryScenario, newPortScenario, rateScenario, serialScenario, type ScenarioContext } from './scenarios.js'
+
+/**
+ * `npm run bench`: honeytrap-ts against a minimal reference monitor, in network namespaces this process creates and
+ * deletes, all traffic on their veth link. Prints a markdown table (figure, reference, honeytrap-ts, ratio, target,
+ * result) and writes every measurement to bench/results/latest.json. It is a measurement, not a test: it exits 0
+ * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c
+ * (BENCH_ONLY) picks sections, --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
+ * --profile (BENCH_PROFILE=1) runs honeytrap-ts with --cpu-prof into bench/results/profiles/.
+ */
+
+type Section = 'a' | 'b' | 'c'
+
+interface BenchOptions {
+  readonly quick: boolean
+  readonly only: readonly Section[]
+  readonly genProcs: number
+  readonly profile: boolean
+}
+
+// Limits high enough not to throttle the benchmark itself; the idle timeout outlasts the 10,000 held connections.
+const BENCH_CONFIG = [
+  '# written by npm run bench',
+  'limits: { maxConnections: 20000, maxConnectionsPerSource: 20000, newConnectionsPerSecondPerSource: 1000000 }',
+  'responder: { idleTimeoutMs: 60000 }',
+  '',
+].join('\n')
+
+const MAX_RUN_MS = 15 * 60_000 // a hard bound on the whole run, far above its ~4 minutes
+const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url))
+
+function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'gen-procs': { type: 'string' }, profile: { type: 'boolean' } },
+  })
+  const onlyText = values.only ?? env['BENCH_ONLY'] ?? 'a,b,c'
+  const only = onlyText.split(',').map((s) => s.trim().toLowerCase())
+  const unknown = only.filter((s) => !['a', 'b', 'c'].includes(s))
+  if (unknown.length > 0) throw new Error(`--only takes a comma-separated list of a, b, c; got "${onlyText}"`)
+  const genProcs = Number(values['gen-procs'] ?? env['BENCH_GEN_PROCS'] ?? 1)
+  if (!Number.isInteger(genProcs) || genProcs < 1 || genProcs > 8) throw new Error('--gen-procs takes an integer from 1 to 8')
+  return {
+    quick: values.quick === true || env['BENCH_QUICK'] === '1',
+    only: only as Section[],
+    genProcs,
+    profile: values.profile === true || env['BENCH_PROFILE'] === '1',
+  }
+}
+
+/** The descriptor limit every process of the run inherits (honeytrap-ts derives its maxConnections from it). */
+function readFdLimit(): { readonly soft: number; readonly hard: number } | null {
+  return parseOpenFilesLimit(readFileSync('/proc/self/limits', 'utf8'))
+}
+
+function describeMachine(): BenchResults['machine'] {
+  const list = cpus()
+  const fd = readFdLimit()
+  return {
+    cpus: list.length,
+    model: list[0]?.model ?? 'unknown',
+    kernel: release(),
+    node: process.version,
+    memMiB: Math.round(totalmem() / 2 ** 20),
+    fdLimit: fd === null ? 'unknown' : `${fd.soft}/${fd.hard}`,
+  }
+}
+
+async function runSections(options: BenchOptions, ctx: ScenarioContext): Promise<Omit<BenchResults, 'startedAt' | 'durationMs' | 'machine' | 'options' | 'rules'>> {
+  const has = (s: Section): boolean => options.only.includes(s)
+  let generatorCheck: BenchResults['generatorCheck'] = null
+  let a: BenchResults['a'] = null
+  let b: BenchResults['b'] = null
+  let c: BenchResults['c'] = null
+  if (has('a')) {
+    // The generator check first: how fast the generator goes against a server that costs almost nothing.
+    generatorCheck = { plain1: await hotScenario('plain', ctx, { procs: 1 }), plain2: await hotScenario('plain', ctx, { procs: 2 }) }
+    a = {
+      reference: await hotScenario('reference', ctx),
+      honeytrap: await hotScenario('honeytrap-ts', ctx),
+      honeytrapInfo: await hotScenario('honeytrap-ts', ctx, { logLevel: 'info' }),
+    }
+  }
+  if (has('b')) {
+    // Reference and honeytrap-ts alternate, so load from elsewhere on the machine hits both alike.
+    const newport = { reference: await newPortScenario('reference', ctx), honeytrap: await newPortScenario('honeytrap-ts', ctx) }
+    const rate = { reference: await rateScenario('reference', ctx), honeytrap: await rateScenario('honeytrap-ts', ctx) }
+    const serial = { reference: await serialScenario('reference', ctx), honeytrap: await serialScenario('honeytrap-ts', ctx) }
+    b = { newport, rate, serial }
+  }
+  if (has('c')) c = { reference: await memoryScenario('reference', ctx), honeytrap: await memoryScenario('honeytrap-ts', ctx) }
+  return { generatorCheck, a, b, c }
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2), process.env)
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('npm run bench needs root: it creates network namespaces, iptables rules and an NFQUEUE\n')
+    return 1
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ht-bench-'))
+  const configPath = join(dir, 'config.yaml')
+  writeFileSync(configPath, BENCH_CONFIG)
+  const startedMs = Date.now()
+  const startedAt = new Date(startedMs).toISOString()
+  const cleanup = async (): Promise<void> => {
+    await stopAllSystems()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const abort = (why: string, code: number): void => {
+    process.stderr.write(`bench: ${why}; stopping what it started\n`)
+    void cleanup().finally(() => process.exit(code))
+  }
+  const watchdog = setTimeout(() => abort(`over its ${MAX_RUN_MS / 60_000} min bound`, 2), MAX_RUN_MS)
+  process.once('SIGINT', () => abort('interrupted', 130))
+  process.once('SIGTERM', () => abort('terminated', 143))
+
+  const profileDir = options.profile ? join(RESULTS_DIR, 'profiles') : null
+  const ctx: ScenarioContext = {
+    dir,
+    configPath,
+    quick: options.quick,
+    genProcs: options.genProcs,
+    cpuProfileDir: profileDir,
+    rules: new Map(),
+    progress: (line) => process.stderr.write(`[${((Date.now() - startedMs) / 1_000).toFixed(1).padStart(6)} s] ${line}\n`),
+  }
+  let sections: Awaited<ReturnType<typeof runSections>>
+  try {
+    sections = await runSections(options, ctx)
+  } finally {
+    clearTimeout(watchdog)
+    await cleanup()
+  }
+
+  const reference = ctx.rules.get('reference') ?? null
+  const honeytrap = ctx.rules.get('honeytrap-ts') ?? null
+  const results: BenchResults = {
+    startedAt,
+    durationMs: Date.now() - startedMs,
+    machine: describeMachine(),
+    options: { quick: options.quick, only: options.only, genProcs: options.genProcs },
+    rules: { reference, honeytrap, identical: reference === null || honeytrap === null ? null : reference === honeytrap },
+    ...sections,
+  }
+  const rows = buildRows(results)
+  const m = results.machine
+  const out = [
+    `# honeytrap-ts benchmark, ${startedAt}${options.quick ? ' (--quick)' : ''}`,
+    '',
+    `${m.cpus} × ${m.model}, ${m.memMiB} MiB, Linux ${m.kernel}, Node ${m.node}, open files ${m.fdLimit}; run took ${(results.durationMs / 1_000).toFixed(0)} s.`,
+    `Rules seen by both systems: ${results.rules.identical === null ? 'not compared' : results.rules.identical ? 'identical' : 'DIFFERENT (see latest.json)'}.`,
+    '',
+    'Ratio = honeytrap-ts / reference (higher is better for rates, lower for latency and memory).',
+    '',
+    formatResultsTable(rows),
+    '',
+    'Where the CPU went (generator and system CPU in % of one core):',
+    '',
+    formatLoadTable(results),
+    '',
+    ...missedTargets(rows),
+    '',
+  ]
+  process.stdout.write(out.join('\n'))
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  const jsonPath = join(RESULTS_DIR, 'latest.json')
+  writeFileSync(jsonPath, `${JSON.stringify({ ...results, rows }, null, 2)}\n`)
+  process.stdout.write(`${rows.some((r) => r.verdict === 'MISSED') ? 'Some targets were MISSED.' : 'Every target passed.'} Results: ${jsonPath}\n`)
+  return 0
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    void stopAllSystems().finally(() => process.exit(1))
+  },
+)

@@ -1,0 +1,210 @@
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
+import { startSystem, type SystemKind, type SystemUnderTest } from './bench-system.js'
+import { summarizeLatencies, type LatencySummary } from './latency-summary.js'
+import type { LoadResult } from './load-gen.js'
+import { runLoadGen, startHold } from './load-runner.js'
+import { busyPercentOfOneCpu, readMachineTicks, readProcUsage } from './proc-usage.js'
+
+/**
+ * The benchmark's scenarios, each run against one system in fresh namespaces: (a) hot port, (b) new port at a fixed
+ * concurrency, at an offered rate and one at a time, (c) memory. Each returns plain data; judging it is report.ts's job.
+ */
+
+export interface ScenarioContext {
+  readonly dir: string
+  readonly configPath: string
+  readonly quick: boolean
+  readonly genProcs: number // generator processes for the closed-loop modes
+  readonly cpuProfileDir: string | null // --profile: honeytrap-ts runs with --cpu-prof, one folder per scenario
+  readonly rules: Map<SystemKind, string> // filled on first start of each kind: both must see identical rules
+  readonly progress: (line: string) => void
+}
+
+/** One load run with the resource use around it. */
+export interface Measured {
+  readonly load: Omit<LoadResult, 'connectUs'>
+  readonly latency: LatencySummary | null // new-port modes only
+  readonly perSecond: number // completed connections per second of the measured window
+  readonly wallMs: number
+  readonly systemCpuPct: number // the system under test, every thread, in % of one CPU
+  readonly systemCpuUsPerConnection: number
+  readonly generatorCpuPct: number // the load generator(s) over their window, in % of one CPU
+  readonly machineBusyPct: number // the whole machine, in % of one CPU (the maximum is 100 × CPUs)
+  readonly conntrackEntries: number | null // in the sensor namespace after the run
+}
+
+export interface HotFigures extends Measured {
+  readonly stored: { readonly rows: number; readonly connected: number } | null // honeytrap-ts: rows in its database
+}
+
+export interface RateFigures extends Measured {
+  readonly offered: number
+  readonly atLeast1s: number // connects of 1 s or more, plus those that never connected within the 3 s timeout
+  readonly atLeast1sShare: number
+}
+
+export interface MemoryFigures {
+  readonly idleKiB: number
+  readonly heldConnections: number
+  readonly heldEstablished: number // as the sensor namespace's kernel counts them while held
+  readonly withIdleKiB: number
+  readonly perIdleConnectionKiB: number
+  readonly closedByPeerWhileHeld: number
+  readonly scan: Measured
+  readonly scanPorts: number
+  readonly afterScanKiB: number
+}
+
+const HOT_PORT = 8080 // honeytrap-ts answers it on data (shipped HTTP template), like the reference does
+const HOLD_PORT = 8080
+const FIRST_NEW_PORT = 1025
+const SCAN_CONCURRENCY = 48
+
+async function conntrackEntries(sys: SystemUnderTest): Promise<number | null> {
+  const text = await sys.pair.exec(sys.pair.sensorNs, 'cat', ['/proc/sys/net/netfilter/nf_conntrack_count']).catch(() => null)
+  return text === null ? null : Number(text.trim())
+}
+
+/** Runs `load` and reads the CPU of the system, the generator and the machine around it. */
+async function measure(sys: SystemUnderTest, load: () => Promise<LoadResult>): Promise<Measured> {
+  const before = readProcUsage(sys.pid)
+  const machineBefore = readMachineTicks()
+  const started = performance.now()
+  const { connectUs, ...result } = await load()
+  const wallMs = performance.now() - started
+  const after = readProcUsage(sys.pid)
+  const systemCpuMs = after.cpuMs - before.cpuMs
+  return {
+    load: result,
+    latency: connectUs.length > 0 ? summarizeLatencies(connectUs) : null,
+    perSecond: result.windowMs > 0 ? (result.completed * 1_000) / result.windowMs : 0,
+    wallMs,
+    systemCpuPct: (systemCpuMs / wallMs) * 100,
+    systemCpuUsPerConnection: result.started > 0 ? (systemCpuMs * 1_000) / result.started : 0,
+    generatorCpuPct: result.windowMs > 0 ? (result.cpuMs / result.windowMs) * 100 : 0,
+    machineBusyPct: busyPercentOfOneCpu(machineBefore, readMachineTicks(), cpus().length),
+    conntrackEntries: await conntrackEntries(sys),
+  }
+}
+
+/** Starts `kind` for one scenario, records its rules the first time, runs `body` and always stops it. */
+async function withSystem<T>(
+  kind: SystemKind,
+  ctx: ScenarioContext,
+  options: { readonly scenario: string; readonly logLevel?: 'warn' | 'info' },
+  body: (sys: SystemUnderTest) => Promise<T>,
+): Promise<T> {
+  ctx.progress(`${options.scenario}: ${kind}${options.logLevel === 'info' ? ' (log level info)' : ''}`)
+  const sys = await startSystem(kind, {
+    ...options,
+    dir: ctx.dir,
+    configPath: ctx.configPath,
+    scenario: `${options.scenario}-${kind}`,
+    plainPort: HOT_PORT,
+    ...(ctx.cpuProfileDir !== null && kind === 'honeytrap-ts' && { cpuProfileDir: join(ctx.cpuProfileDir, options.scenario) }),
+  })
+  try {
+    if (kind !== 'plain' && !ctx.rules.has(kind)) ctx.rules.set(kind, await sys.rules())
+    return await body(sys)
+  } finally {
+    await sys.stop()
+  }
+}
+
+/** Polls the attack count until it reaches `expected` or stops growing for 2 s (the batch window is 200 ms). */
+async function settledRowCount(dbPath: string, expected: number): Promise<number> {
+  const count = (): number => {
+    const db = new Database(dbPath, { readonly: true, fileMustExist: true })
+    try {
+      return (db.prepare('SELECT count(*) AS n FROM attacks').get() as { n: number }).n
+    } finally {
+      db.close()
+    }
+  }
+  let last = -1
+  let stableSince = performance.now()
+  const deadline = performance.now() + 15_000
+  for (;;) {
+    const n = count()
+    if (n >= expected || performance.now() > deadline) return n
+    if (n !== last) {
+      last = n
+      stableSince = performance.now()
+    } else if (performance.now() - stableSince > 2_000) return n
+    await sleep(200)
+  }
+}
+
+/** (a) Closed loops on one port, 64 in flight; for honeytrap-ts, also the stored row count. */
+export function hotScenario(kind: SystemKind, ctx: ScenarioContext, options: { readonly procs?: number; readonly logLevel?: 'warn' | 'info' } = {}): Promise<HotFigures> {
+  const procs = options.procs ?? ctx.genProcs
+  const scenario = `hot${procs > 1 ? `-${procs}procs` : ''}${options.logLevel === 'info' ? '-info' : ''}`
+  return withSystem(kind, ctx, { scenario, ...(options.logLevel !== undefined && { logLevel: options.logLevel }) }, async (sys) => {
+    const durationMs = ctx.quick ? 3_000 : 8_000
+    const spec = { mode: 'hot', port: HOT_PORT, concurrency: 64, warmupMs: 1_000, durationMs } as const
+    const measured = await measure(sys, () => runLoadGen(sys.pair, spec, procs))
+    const stored = sys.dbPath === null ? null : { rows: await settledRowCount(sys.dbPath, measured.load.connected), connected: measured.load.connected }
+    return { ...measured, stored }
+  })
+}
+
+/** (b) Closed loops where every connection opens a never-used port, 32 in flight. */
+export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
+  return withSystem(kind, ctx, { scenario: 'newport' }, (sys) => {
+    const spec = { mode: 'newport', fromPort: FIRST_NEW_PORT, toPort: 65_535, portStep: 1, concurrency: 32, durationMs: ctx.quick ? 3_000 : 8_000, connectTimeoutMs: 3_000 } as const
+    return measure(sys, () => runLoadGen(sys.pair, spec, ctx.genProcs))
+  })
+}
+
+/** (b) Open loop: 3,000 new ports per second offered, each connect bounded by 3 s. */
+export function rateScenario(kind: SystemKind, ctx: ScenarioContext): Promise<RateFigures> {
+  return withSystem(kind, ctx, { scenario: 'rate' }, async (sys) => {
+    const spec = { mode: 'rate', fromPort: FIRST_NEW_PORT, portStep: 1, ratePerSecond: 3_000, durationMs: ctx.quick ? 2_000 : 5_000, connectTimeoutMs: 3_000 } as const
+    const measured = await measure(sys, () => runLoadGen(sys.pair, spec, 1))
+    const offered = measured.load.started
+    const atLeast1s = (measured.latency?.atLeast1s ?? 0) + measured.load.timeouts
+    return { ...measured, offered, atLeast1s, atLeast1sShare: offered > 0 ? atLeast1s / offered : 0 }
+  })
+}
+
+/** (b) One connection at a time to never-used ports: the latency of the bind-before-accept path alone. */
+export function serialScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
+  return withSystem(kind, ctx, { scenario: 'serial' }, (sys) => {
+    const spec = { mode: 'serial', fromPort: FIRST_NEW_PORT, portStep: 1, count: ctx.quick ? 200 : 500, deadlineMs: 30_000 } as const
+    return measure(sys, () => runLoadGen(sys.pair, spec, 1))
+  })
+}
+
+/** (c) RSS idle, with 10,000 idle connections, and after a scan of every port (a part of them with --quick). */
+export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<MemoryFigures> {
+  return withSystem(kind, ctx, { scenario: 'memory' }, async (sys) => {
+    await sleep(2_000)
+    const idleKiB = readProcUsage(sys.pid).rssKiB
+    const held = await startHold(sys.pair, { port: HOLD_PORT, count: 10_000, concurrency: 100, holdMs: 120_000 }, 90_000)
+    await sleep(3_000)
+    const withIdleKiB = readProcUsage(sys.pid).rssKiB
+    const established = await sys.pair.exec(sys.pair.sensorNs, 'ss', ['-Htn', 'state', 'established', 'sport', '=', `:${HOLD_PORT}`])
+    const heldEstablished = established.split('\n').filter((l) => l.trim() !== '').length
+    const released = await held.release()
+    await sleep(2_000)
+    const scanPorts = ctx.quick ? 16_384 : 65_535
+    const spec = { mode: 'newport', fromPort: 1, toPort: scanPorts, portStep: 1, concurrency: SCAN_CONCURRENCY, durationMs: 150_000, connectTimeoutMs: 3_000 } as const
+    const scan = await measure(sys, () => runLoadGen(sys.pair, spec, 1))
+    await sleep(2_000)
+    return {
+      idleKiB,
+      heldConnections: held.connected,
+      heldEstablished,
+      withIdleKiB,
+      perIdleConnectionKiB: held.connected > 0 ? (withIdleKiB - idleKiB) / held.connected : 0,
+      closedByPeerWhileHeld: released.closedByPeer ?? 0,
+      scan,
+      scanPorts,
+      afterScanKiB: readProcUsage(sys.pid).rssKiB,
+    }
+  })
+}
