@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 /**
  * Resource readings of a process and of the machine, from /proc. The benchmark reads them for the system under test
@@ -55,4 +55,46 @@ export function busyPercentOfOneCpu(before: MachineTicks, after: MachineTicks, c
   const total = after.total - before.total
   if (total <= 0) return 0
   return ((after.busy - before.busy) / total) * 100 * cpus
+}
+
+/** CPU time per pid of every user-space process, with its parent, to tell this run's process tree from the rest. */
+export type ProcessTable = ReadonlyMap<number, { readonly ppid: number; readonly cpuMs: number }>
+
+/** Reads every process's parent and CPU time from /proc; processes that vanish while being read are skipped. */
+export function readProcessTable(): ProcessTable {
+  const table = new Map<number, { ppid: number; cpuMs: number }>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      table.set(Number(entry), { ppid, cpuMs: parseCpuMs(stat) })
+    } catch {
+      // Gone between readdir and read.
+    }
+  }
+  return table
+}
+
+/**
+ * CPU used between two tables by user-space processes outside the tree rooted at `rootPid` (this benchmark) and
+ * outside the kernel's own threads: other work on the machine that competed with the run. Processes that started and
+ * ended between the readings are not seen, so this is a lower bound.
+ */
+export function foreignCpuMs(before: ProcessTable, after: ProcessTable, rootPid: number): number {
+  const ours = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+      if (p === rootPid) return true
+      const parent = after.get(p)?.ppid ?? before.get(p)?.ppid
+      if (parent === undefined) return false
+      p = parent
+    }
+    return false
+  }
+  let total = 0
+  for (const [pid, now] of after) {
+    if (pid === 2 || now.ppid === 2 || ours(pid)) continue // kthreadd and its children are the kernel's
+    total += now.cpuMs - (before.get(pid)?.cpuMs ?? 0)
+  }
+  return total
 }

@@ -154,15 +154,21 @@ export function formatLoadTable(results: BenchResults): string {
     rows.push(['hot: honeytrap-ts, log level warn', results.a.honeytrap])
     rows.push(['hot: honeytrap-ts, log level info', results.a.honeytrapInfo])
   }
+  if (results.c !== null) {
+    rows.push(['scan: reference', results.c.reference.scan])
+    rows.push(['scan: honeytrap-ts', results.c.honeytrap.scan])
+  }
   if (results.b !== null) {
     rows.push(['new port: reference', results.b.newport.reference])
     rows.push(['new port: honeytrap-ts', results.b.newport.honeytrap])
     rows.push(['3,000/s offered: reference', results.b.rate.reference])
     rows.push(['3,000/s offered: honeytrap-ts', results.b.rate.honeytrap])
+    rows.push(['one at a time: reference', results.b.serial.reference])
+    rows.push(['one at a time: honeytrap-ts', results.b.serial.honeytrap])
   }
   const pct = (n: number): string => `${Math.round(n)} %`
   return markdownTable(
-    ['run', 'connections/s', 'generator CPU', 'system CPU', 'system CPU/conn (µs)', 'machine busy (of 200 %)', 'failures'],
+    ['run', 'connections/s', 'generator CPU', 'system CPU', 'system CPU/conn (µs)', 'machine busy', 'other processes', 'SYN retransmits', 'queue / listen drops', 'failures'],
     rows.map(([name, m]) => [
       name,
       int(m.perSecond),
@@ -170,6 +176,9 @@ export function formatLoadTable(results: BenchResults): string {
       pct(m.systemCpuPct),
       int(m.systemCpuUsPerConnection),
       pct(m.machineBusyPct),
+      pct(m.foreignCpuPct),
+      int(m.kernel.synRetransmits),
+      `${int(m.kernel.queueDropped + m.kernel.queueUserDropped)} / ${int(m.kernel.listenDrops)}`,
       String(m.load.refused + m.load.timeouts + m.load.stalled + Object.values(m.load.errors).reduce((s, n) => s + n, 0)),
     ]),
   )

@@ -3,6 +3,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { loadConfig } from '../config/load-config.js'
 import { parseOpenFilesLimit } from '../supervisor/fd-limit.js'
 import { stopAllSystems } from './bench-system.js'
 import { buildRows, formatLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
@@ -127,6 +128,7 @@ async function main(): Promise<number> {
   const ctx: ScenarioContext = {
     dir,
     configPath,
+    queue: loadConfig(configPath).monitor.queue,
     quick: options.quick,
     genProcs: options.genProcs,
     cpuProfileDir: profileDir,

@@ -7,7 +7,8 @@ import { startSystem, type SystemKind, type SystemUnderTest } from './bench-syst
 import { summarizeLatencies, type LatencySummary } from './latency-summary.js'
 import type { LoadResult } from './load-gen.js'
 import { runLoadGen, startHold } from './load-runner.js'
-import { busyPercentOfOneCpu, readMachineTicks, readProcUsage } from './proc-usage.js'
+import { counterDelta, readKernelCounters, type KernelCounters } from './kernel-counters.js'
+import { busyPercentOfOneCpu, foreignCpuMs, readMachineTicks, readProcessTable, readProcUsage } from './proc-usage.js'
 
 /**
  * The benchmark's scenarios, each run against one system in fresh namespaces: (a) hot port, (b) new port at a fixed
@@ -19,6 +20,7 @@ export interface ScenarioContext {
   readonly configPath: string
   readonly quick: boolean
   readonly genProcs: number // generator processes for the closed-loop modes
+  readonly queue: number // the NFQUEUE both systems bind (config monitor.queue)
   readonly cpuProfileDir: string | null // --profile: honeytrap-ts runs with --cpu-prof, one folder per scenario
   readonly rules: Map<SystemKind, string> // filled on first start of each kind: both must see identical rules
   readonly progress: (line: string) => void
@@ -34,7 +36,9 @@ export interface Measured {
   readonly systemCpuUsPerConnection: number
   readonly generatorCpuPct: number // the load generator(s) over their window, in % of one CPU
   readonly machineBusyPct: number // the whole machine, in % of one CPU (the maximum is 100 × CPUs)
+  readonly foreignCpuPct: number // processes outside this benchmark (other work on the machine), in % of one CPU
   readonly conntrackEntries: number | null // in the sensor namespace after the run
+  readonly kernel: KernelCounters // drops during the run, both namespaces
 }
 
 export interface HotFigures extends Measured {
@@ -70,13 +74,17 @@ async function conntrackEntries(sys: SystemUnderTest): Promise<number | null> {
 }
 
 /** Runs `load` and reads the CPU of the system, the generator and the machine around it. */
-async function measure(sys: SystemUnderTest, load: () => Promise<LoadResult>): Promise<Measured> {
+async function measure(sys: SystemUnderTest, ctx: ScenarioContext, load: () => Promise<LoadResult>): Promise<Measured> {
+  const countersBefore = await readKernelCounters(sys.pair, ctx.queue)
+  const tableBefore = readProcessTable()
   const before = readProcUsage(sys.pid)
   const machineBefore = readMachineTicks()
   const started = performance.now()
   const { connectUs, ...result } = await load()
   const wallMs = performance.now() - started
   const after = readProcUsage(sys.pid)
+  const machineBusyPct = busyPercentOfOneCpu(machineBefore, readMachineTicks(), cpus().length)
+  const foreignMs = foreignCpuMs(tableBefore, readProcessTable(), process.pid)
   const systemCpuMs = after.cpuMs - before.cpuMs
   return {
     load: result,
@@ -86,8 +94,10 @@ async function measure(sys: SystemUnderTest, load: () => Promise<LoadResult>): P
     systemCpuPct: (systemCpuMs / wallMs) * 100,
     systemCpuUsPerConnection: result.started > 0 ? (systemCpuMs * 1_000) / result.started : 0,
     generatorCpuPct: result.windowMs > 0 ? (result.cpuMs / result.windowMs) * 100 : 0,
-    machineBusyPct: busyPercentOfOneCpu(machineBefore, readMachineTicks(), cpus().length),
+    machineBusyPct,
+    foreignCpuPct: (foreignMs / wallMs) * 100,
     conntrackEntries: await conntrackEntries(sys),
+    kernel: counterDelta(countersBefore, await readKernelCounters(sys.pair, ctx.queue)),
   }
 }
 
@@ -146,7 +156,7 @@ export function hotScenario(kind: SystemKind, ctx: ScenarioContext, options: { r
   return withSystem(kind, ctx, { scenario, ...(options.logLevel !== undefined && { logLevel: options.logLevel }) }, async (sys) => {
     const durationMs = ctx.quick ? 3_000 : 8_000
     const spec = { mode: 'hot', port: HOT_PORT, concurrency: 64, warmupMs: 1_000, durationMs } as const
-    const measured = await measure(sys, () => runLoadGen(sys.pair, spec, procs))
+    const measured = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, procs))
     const stored = sys.dbPath === null ? null : { rows: await settledRowCount(sys.dbPath, measured.load.connected), connected: measured.load.connected }
     return { ...measured, stored }
   })
@@ -156,7 +166,7 @@ export function hotScenario(kind: SystemKind, ctx: ScenarioContext, options: { r
 export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
   return withSystem(kind, ctx, { scenario: 'newport' }, (sys) => {
     const spec = { mode: 'newport', fromPort: FIRST_NEW_PORT, toPort: 65_535, portStep: 1, concurrency: 32, durationMs: ctx.quick ? 3_000 : 8_000, connectTimeoutMs: 3_000 } as const
-    return measure(sys, () => runLoadGen(sys.pair, spec, ctx.genProcs))
+    return measure(sys, ctx, () => runLoadGen(sys.pair, spec, ctx.genProcs))
   })
 }
 
@@ -164,7 +174,7 @@ export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise
 export function rateScenario(kind: SystemKind, ctx: ScenarioContext): Promise<RateFigures> {
   return withSystem(kind, ctx, { scenario: 'rate' }, async (sys) => {
     const spec = { mode: 'rate', fromPort: FIRST_NEW_PORT, portStep: 1, ratePerSecond: 3_000, durationMs: ctx.quick ? 2_000 : 5_000, connectTimeoutMs: 3_000 } as const
-    const measured = await measure(sys, () => runLoadGen(sys.pair, spec, 1))
+    const measured = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
     const offered = measured.load.started
     const atLeast1s = (measured.latency?.atLeast1s ?? 0) + measured.load.timeouts
     return { ...measured, offered, atLeast1s, atLeast1sShare: offered > 0 ? atLeast1s / offered : 0 }
@@ -175,7 +185,7 @@ export function rateScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Ra
 export function serialScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
   return withSystem(kind, ctx, { scenario: 'serial' }, (sys) => {
     const spec = { mode: 'serial', fromPort: FIRST_NEW_PORT, portStep: 1, count: ctx.quick ? 200 : 500, deadlineMs: 30_000 } as const
-    return measure(sys, () => runLoadGen(sys.pair, spec, 1))
+    return measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
   })
 }
 
@@ -193,7 +203,7 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
     await sleep(2_000)
     const scanPorts = ctx.quick ? 16_384 : 65_535
     const spec = { mode: 'newport', fromPort: 1, toPort: scanPorts, portStep: 1, concurrency: SCAN_CONCURRENCY, durationMs: 150_000, connectTimeoutMs: 3_000 } as const
-    const scan = await measure(sys, () => runLoadGen(sys.pair, spec, 1))
+    const scan = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
     await sleep(2_000)
     return {
       idleKiB,

@@ -26,13 +26,16 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
     if (values.protocol !== undefined && values.protocol !== 'tcp' && values.protocol !== 'udp') {
       throw usageError(`--protocol "${values.protocol}" is not valid; expected tcp or udp`)
     }
+    // Every flag is checked before the database is touched, so a typo never reads as a store problem.
     const sinceAgo = durationFlag('since', values.since)
     const port = intFlag('port', values.port, 1, 65_535)
+    const limit = intFlag('limit', values.limit, 1, 100_000) ?? 50
+    const offset = intFlag('offset', values.offset, 0, Number.MAX_SAFE_INTEGER) ?? 0
     const db = openAttackDatabase(dbPath(values.db, values.config))
     try {
       const page = listAttacks(db, {
-        limit: intFlag('limit', values.limit, 1, 100_000) ?? 50,
-        offset: intFlag('offset', values.offset, 0, Number.MAX_SAFE_INTEGER) ?? 0,
+        limit,
+        offset,
         ...(sinceAgo !== undefined && { sinceMs: Date.now() - sinceAgo }),
         ...(values.protocol !== undefined && { protocol: values.protocol }),
         ...(port !== undefined && { dstPort: port }),

@@ -1,0 +1,161 @@
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import pino from 'pino'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import type { Attack } from '../../src/attack/attack.js'
+import { distScript } from '../../src/netns/sensor-process.js'
+import { createSqliteStore } from '../../src/store/sqlite-store.js'
+
+const run = promisify(execFile)
+
+interface CliResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+async function cli(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [distScript('cli/cli.js'), ...args])
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ht-cli-'))
+  onTestFinished(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function attack(i: number, payload: Buffer, family: 4 | 6 = 4): Attack {
+  const startedAtMs = Date.UTC(2026, 10, 22, 12, 0, i)
+  return {
+    id: `01JZ${String(i).padStart(22, '0')}`,
+    protocol: i % 2 === 0 ? 'tcp' : 'udp',
+    family,
+    mode: 'normal',
+    source: { address: family === 4 ? `198.18.0.${i + 2}` : `fd00::${i + 2}`, port: 40_000 + i },
+    target: { address: family === 4 ? '198.18.0.1' : 'fd00::1', port: 80 + i },
+    startedAtMs,
+    endedAtMs: startedAtMs + 1_234,
+    closeReason: 'peer-closed',
+    payload,
+    truncated: false,
+    bytesReceived: payload.length,
+    bytesSent: 17,
+  }
+}
+
+describe('honeytrap-ts command line', () => {
+  it('prints help and version', async () => {
+    const help = await cli('--help')
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('honeytrap-ts run')
+    const version = await cli('--version')
+    expect(version.code).toBe(0)
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+  })
+
+  it('refuses unknown commands and flags with exit 2, naming them', async () => {
+    const unknown = await cli('frobnicate')
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain('"frobnicate"')
+    const flag = await cli('attacks', 'list', '--colour')
+    expect(flag.code).toBe(2)
+    expect(flag.stderr).toContain('--colour')
+    const value = await cli('attacks', 'list', '--db', '/nonexistent.db', '--limit', 'many')
+    expect(value.code).toBe(2)
+    expect(value.stderr).toContain('--limit "many"')
+    const since = await cli('attacks', 'list', '--db', '/nonexistent.db', '--since', 'yesterday')
+    expect(since.code).toBe(2)
+    expect(since.stderr).toContain('--since')
+    const queue = await cli('run', '--queue', '70000')
+    expect(queue.code).toBe(2)
+    expect(queue.stderr).toContain('--queue "70000"')
+  })
+
+  it('refuses a bad config with exit 2 and the key path, and checks a good one', async () => {
+    const dir = await tempDir()
+    const bad = join(dir, 'bad.yaml')
+    await writeFile(bad, 'monitor:\n  queue: 70000\nlistners: {}\n')
+    const result = await cli('config', 'check', '--config', bad)
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('monitor.queue')
+    expect(result.stderr).toContain('listners')
+    const good = join(dir, 'good.yaml')
+    await writeFile(good, 'monitor:\n  queue: 7\n')
+    const ok = await cli('config', 'check', '--config', good)
+    expect(ok.code).toBe(0)
+    expect((JSON.parse(ok.stdout) as { monitor: { queue: number } }).monitor.queue).toBe(7)
+  })
+
+  it('fails with a clear store error on a missing database', async () => {
+    const result = await cli('attacks', 'list', '--db', '/nonexistent/attacks.db')
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain('HT_ERR_STORE_OPEN')
+  })
+
+  it('lists and exports what the store wrote, with the documented fields', async () => {
+    const dir = await tempDir()
+    const db = join(dir, 'attacks.db')
+    const store = await createSqliteStore({
+      path: db,
+      batchWindowMs: 20,
+      batchMaxAttacks: 100,
+      maxQueuedAttacks: 1_000,
+      maxQueuedBytes: 1 << 24,
+      logLevel: 'silent',
+      log: pino({ level: 'silent' }),
+    })
+    const payloads = [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.alloc(0), Buffer.from([0, 1, 2, 0xff, 0x1b, 0x5b, 0x32, 0x4a]), Buffer.from('USER x\r\n')]
+    payloads.forEach((p, i) => store.enqueue(attack(i, p, i === 3 ? 6 : 4)))
+    await store.close()
+
+    const list = await cli('attacks', 'list', '--db', db, '--json')
+    expect(list.code).toBe(0)
+    const page = JSON.parse(list.stdout) as { total: number; attacks: { id: string }[] }
+    expect(page.total).toBe(4)
+    expect(page.attacks.map((a) => a.id)).toEqual([3, 2, 1, 0].map((i) => attack(i, Buffer.alloc(0)).id)) // newest first
+
+    const table = await cli('attacks', 'list', '--db', db, '--protocol', 'udp')
+    expect(table.code).toBe(0)
+    expect(table.stdout).toContain('2 shown of 2')
+    expect(table.stdout).not.toContain('\u001b') // piped: no colour, and never attacker bytes
+
+    const exported = await cli('attacks', 'export', '--db', db, '--format', 'jsonl')
+    expect(exported.code).toBe(0)
+    const records = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(records).toHaveLength(4)
+    records.forEach((r, i) => {
+      const p = payloads[i]!
+      expect(r).toMatchObject({
+        id: attack(i, p).id,
+        protocol: i % 2 === 0 ? 'tcp' : 'udp',
+        src_port: 40_000 + i,
+        dst_port: 80 + i,
+        mode: 'normal',
+        started_at: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(),
+        ended_at: new Date(Date.UTC(2026, 10, 22, 12, 0, i) + 1_234).toISOString(),
+        close_reason: 'peer-closed',
+        bytes_received: p.length,
+        bytes_sent: 17,
+        truncated: false,
+        payload_sha256: createHash('sha256').update(p).digest('hex'),
+        payload_base64: p.toString('base64'),
+      })
+      expect(String(r['started_at'])).toMatch(/Z$/)
+    })
+    expect(records[3]).toMatchObject({ src_ip: 'fd00::5', dst_ip: 'fd00::1', family: 6 })
+
+    const badFormat = await cli('attacks', 'export', '--db', db, '--format', 'xml')
+    expect(badFormat.code).toBe(2)
+    expect(badFormat.stderr).toContain('--format "xml"')
+  })
+})
