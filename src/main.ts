@@ -72,7 +72,6 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     batchMaxAttacks: config.store.batchMaxAttacks,
     maxQueuedAttacks: config.store.maxQueuedAttacks,
     maxQueuedBytes: config.store.maxQueuedBytes,
-    logLevel: config.log.level,
     log,
   })
 

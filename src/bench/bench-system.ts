@@ -1,9 +1,11 @@
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import pino from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { resolveExcludes } from '../main.js'
 import { createNetnsPair, type NetnsPair } from '../netns/netns-pair.js'
-import { startSensorProcess } from '../netns/sensor-process.js'
+import { distScript, startSensorProcess } from '../netns/sensor-process.js'
 import type { RuleOptions } from '../rules/iptables-rules.js'
 import { installRules } from '../rules/iptables-runner.js'
 import { startBenchProcess } from './bench-process.js'
@@ -22,7 +24,7 @@ export interface SystemOptions {
   readonly scenario: string // names the database file
   readonly logLevel?: 'warn' | 'info' // honeytrap-ts only
   readonly plainPort?: number // plain only
-  readonly cpuProfileDir?: string // honeytrap-ts only: run it with --cpu-prof, profiles written here at exit
+  readonly cpuProfileDir?: string // reference and honeytrap-ts: profile the main thread (cpu-profiler.ts), written here at exit
 }
 
 export interface SystemUnderTest {
@@ -60,6 +62,26 @@ export async function ruleOptionsFor(configPath: string): Promise<RuleOptions> {
   }
 }
 
+/**
+ * Calls `start` with the CPU profiler preload in the environment when `dir` is set. startSensorProcess and
+ * startBenchProcess spawn before their first await, so the variables reach the system under test and nothing started
+ * later (the load generator never sees them).
+ */
+function withProfilerEnv<T>(dir: string | undefined, start: () => Promise<T>): Promise<T> {
+  if (dir === undefined) return start()
+  const saved = { NODE_OPTIONS: process.env['NODE_OPTIONS'], HT_BENCH_CPU_PROFILE_DIR: process.env['HT_BENCH_CPU_PROFILE_DIR'] }
+  process.env['NODE_OPTIONS'] = `--import=${pathToFileURL(distScript('bench/cpu-profiler.js')).href}`
+  process.env['HT_BENCH_CPU_PROFILE_DIR'] = dir
+  try {
+    return start()
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  }
+}
+
 /** Creates the namespaces, tunes the client side and starts `kind`; on failure nothing is left behind. */
 export async function startSystem(kind: SystemKind, options: SystemOptions): Promise<SystemUnderTest> {
   const pair = await createNetnsPair({ label: 'bench' })
@@ -70,14 +92,9 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
     let dbPath: string | null = null
     if (kind === 'honeytrap-ts') {
       dbPath = join(options.dir, `${options.scenario}.db`)
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true }) // rows must be this run's
       const args = ['--config', options.configPath, '--db', dbPath, '--log-level', options.logLevel ?? 'warn']
-      // startSensorProcess spawns before its first await, so NODE_OPTIONS reaches the sensor and nothing else.
-      const saved = process.env['NODE_OPTIONS']
-      if (options.cpuProfileDir !== undefined) process.env['NODE_OPTIONS'] = `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}`
-      const starting = startSensorProcess(pair, args)
-      if (saved === undefined) delete process.env['NODE_OPTIONS']
-      else process.env['NODE_OPTIONS'] = saved
-      const sensor = await starting
+      const sensor = await withProfilerEnv(options.cpuProfileDir, () => startSensorProcess(pair, args))
       pid = sensor.pid
       stopProcess = () => sensor.stop('SIGTERM')
     } else if (kind === 'reference') {
@@ -86,7 +103,7 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
         ...['--queue', String(config.monitor.queue), '--buffer-bytes', String(config.monitor.queueBufferBytes)],
         ...['--max-listeners', String(config.listeners.maxListeners)],
       ]
-      const reference = await startBenchProcess(pair, 'reference-monitor.js', { args })
+      const reference = await withProfilerEnv(options.cpuProfileDir, () => startBenchProcess(pair, 'reference-monitor.js', { args }))
       pid = reference.pid
       stopProcess = () => reference.stop('SIGTERM')
       try {

@@ -76,6 +76,7 @@ export interface LoadResult {
   readonly started: number // connections attempted
   readonly connected: number // every one of these becomes a stored attack in honeytrap-ts
   readonly completed: number // finished within the window
+  readonly finished: number // finished cleanly, window or not (hot: warm-up and drain included)
   readonly refused: number
   readonly timeouts: number // no connect within the connect timeout
   readonly stalled: number // connected but not closed within STALL_MS
@@ -141,6 +142,7 @@ class Tally {
   started = 0
   connected = 0
   completed = 0
+  finished = 0
   refused = 0
   timeouts = 0
   stalled = 0
@@ -153,6 +155,7 @@ class Tally {
       this.connected++
       if (keepLatency) this.connectUs.push(result.connectUs)
     }
+    if (result.outcome === 'done') this.finished++
     if (result.outcome === 'done' && inWindow) this.completed++
     else if (result.outcome === 'refused') this.refused++
     else if (result.outcome === 'timeout') this.timeouts++
@@ -161,8 +164,8 @@ class Tally {
   }
 
   result(mode: LoadSpec['mode'], extra: Partial<LoadResult> & { windowMs: number; cpuMs: number }): LoadResult {
-    const { started, connected, completed, refused, timeouts, stalled, errors, connectUs } = this
-    return { mode, started, connected, completed, refused, timeouts, stalled, errors, connectUs, portsExhausted: false, maxLagMs: 0, ...extra }
+    const { started, connected, completed, finished, refused, timeouts, stalled, errors, connectUs } = this
+    return { mode, started, connected, completed, finished, refused, timeouts, stalled, errors, connectUs, portsExhausted: false, maxLagMs: 0, ...extra }
   }
 }
 

@@ -39,6 +39,7 @@ export function mergeResults(results: readonly LoadResult[]): LoadResult {
       started: a.started + b.started,
       connected: a.connected + b.connected,
       completed: a.completed + b.completed,
+      finished: a.finished + b.finished,
       refused: a.refused + b.refused,
       timeouts: a.timeouts + b.timeouts,
       stalled: a.stalled + b.stalled,

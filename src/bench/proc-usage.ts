@@ -40,6 +40,21 @@ export function parseCpuMs(stat: string): number {
   return (ticks * 1_000) / TICKS_PER_SECOND
 }
 
+/** CPU time of each thread of `pid`, in ms, keyed by thread name and tid ("node 1234", "sqlite-writer 1240"). */
+export function readThreadCpuMs(pid: number): Map<string, number> {
+  const threads = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      threads.set(`${name} ${tid}`, parseCpuMs(stat))
+    } catch {
+      // The thread ended between readdir and read.
+    }
+  }
+  return threads
+}
+
 /** Reads the machine-wide busy and total CPU ticks from /proc/stat. */
 export function readMachineTicks(): MachineTicks {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''

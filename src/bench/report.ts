@@ -71,8 +71,9 @@ function hotRows(a: NonNullable<BenchResults['a']>): ReportRow[] {
     reference: '(no storage)',
     honeytrap: f.stored === null ? 'n/a' : `${int(f.stored.rows)} / ${int(f.stored.connected)}`,
     ratio: '',
-    target: 'every connection',
-    verdict: verdict(f.stored !== null && f.stored.rows === f.stored.connected),
+    target: 'every connection (± unfinished)',
+    // Connections cut short (client timeout, reset) may or may not have reached the store: those are the ±.
+    verdict: verdict(f.stored !== null && f.stored.rows >= f.stored.finished && f.stored.rows <= f.stored.connected),
   })
   return [
     { figure: '(a) hot port: completed connections/s, 64 in flight, log level warn', reference: int(ref.perSecond), honeytrap: int(ht.perSecond), ratio: ratio(ht.perSecond, ref.perSecond), target: `≥ ${MIN_RATIO} × reference`, verdict: verdict(hotRatio >= MIN_RATIO) },
@@ -168,17 +169,17 @@ export function formatLoadTable(results: BenchResults): string {
   }
   const pct = (n: number): string => `${Math.round(n)} %`
   return markdownTable(
-    ['run', 'connections/s', 'generator CPU', 'system CPU', 'system CPU/conn (µs)', 'machine busy', 'other processes', 'SYN retransmits', 'queue / listen drops', 'failures'],
+    ['run', 'connections/s', 'generator CPU', 'system CPU (main thread)', 'system CPU/conn (µs)', 'machine busy', 'other processes', 'SYN retransmits', 'drops: queue full / socket full / listen', 'failures'],
     rows.map(([name, m]) => [
       name,
       int(m.perSecond),
       pct(m.generatorCpuPct),
-      pct(m.systemCpuPct),
+      `${pct(m.systemCpuPct)} (${pct(m.mainThreadCpuPct)})`,
       int(m.systemCpuUsPerConnection),
       pct(m.machineBusyPct),
       pct(m.foreignCpuPct),
       int(m.kernel.synRetransmits),
-      `${int(m.kernel.queueDropped + m.kernel.queueUserDropped)} / ${int(m.kernel.listenDrops)}`,
+      `${int(m.kernel.queueDropped)} / ${int(m.kernel.queueUserDropped)} / ${int(m.kernel.listenDrops)}`,
       String(m.load.refused + m.load.timeouts + m.load.stalled + Object.values(m.load.errors).reduce((s, n) => s + n, 0)),
     ]),
   )

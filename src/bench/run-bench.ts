@@ -15,7 +15,7 @@ import { hotScenario, memoryScenario, newPortScenario, rateScenario, serialScena
  * result) and writes every measurement to bench/results/latest.json. It is a measurement, not a test: it exits 0
  * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c
  * (BENCH_ONLY) picks sections, --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
- * --profile (BENCH_PROFILE=1) runs honeytrap-ts with --cpu-prof into bench/results/profiles/.
+ * --profile (BENCH_PROFILE=1) writes main-thread CPU profiles of both systems to bench/results/profiles/.
  */
 
 type Section = 'a' | 'b' | 'c'

@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { HoneytrapError, ConfigError } from '../core/errors.js'
-import { runAttacksCommand } from './attacks-command.js'
-import { runConfigCommand } from './config-command.js'
-import { runDemoCommand } from './demo-command.js'
-import { runIptablesCommand } from './iptables-command.js'
-import { runRunCommand } from './run-command.js'
 import { usageError } from './usage.js'
+
+// Each command is imported only when it runs: `run` must not carry the others' dependencies (the config schema
+// library above all) in its heap for the life of the sensor.
+const commands = {
+  run: async (args: readonly string[]) => (await import('./run-command.js')).runRunCommand(args),
+  iptables: async (args: readonly string[]) => (await import('./iptables-command.js')).runIptablesCommand(args),
+  attacks: async (args: readonly string[]) => (await import('./attacks-command.js')).runAttacksCommand(args),
+  config: async (args: readonly string[]) => (await import('./config-command.js')).runConfigCommand(args),
+  demo: async (args: readonly string[]) => (await import('./demo-command.js')).runDemoCommand(args),
+}
 
 const HELP = `honeytrap-ts: a network sensor that answers every connection attempt and stores what attackers send
 
@@ -47,7 +52,7 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case undefined:
     case 'run':
-      return runRunCommand(rest)
+      return commands.run(rest)
     case '--help':
     case '-h':
     case 'help':
@@ -58,15 +63,12 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${version()}\n`)
       return EXIT.ok
     case 'iptables':
-      return runIptablesCommand(rest)
     case 'attacks':
-      return runAttacksCommand(rest)
     case 'config':
-      return runConfigCommand(rest)
     case 'demo':
-      return runDemoCommand(rest)
+      return commands[command](rest)
     default:
-      if (command.startsWith('-')) return runRunCommand(argv)
+      if (command.startsWith('-')) return commands.run(argv)
       throw usageError(`unknown command "${command}"; expected run, iptables, attacks, config or demo (see --help)`)
   }
 }

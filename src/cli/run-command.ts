@@ -1,5 +1,5 @@
 import { closeSync, writeSync } from 'node:fs'
-import { loadConfig } from '../config/load-config.js'
+import { loadConfigIsolated } from '../config/load-config-isolated.js'
 import { HoneytrapError } from '../core/errors.js'
 import { createRootLogger, startSensor } from '../main.js'
 import { intFlag, parseFlags } from './usage.js'
@@ -17,7 +17,7 @@ export async function runRunCommand(args: readonly string[]): Promise<number> {
   })
   const readyFd = intFlag('ready-fd', values['ready-fd'], 3, 1_023)
   const queue = intFlag('queue', values.queue, 0, 65_535)
-  const config = loadConfig(values.config, {
+  const config = await loadConfigIsolated(values.config, {
     ...(queue !== undefined && { queue }),
     ...(values.db !== undefined && { dbPath: values.db }),
     ...(values.templates !== undefined && { templatesDir: values.templates }),

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { z } from 'zod'
+import { deepFreeze } from '../core/deep-freeze.js'
 import { ConfigError, HoneytrapError, type ConfigIssue } from '../core/errors.js'
 import { ConfigSchema, type Config } from './schema.js'
 
@@ -18,14 +19,6 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigIssue {
   let message = issue.message
   if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against honeytrap.example.yaml`
   return { path, message }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const child of Object.values(value)) deepFreeze(child)
-  }
-  return value
 }
 
 function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {

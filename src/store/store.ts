@@ -11,14 +11,14 @@ export interface StoreStats {
 
 /**
  * Where finished attacks go. The responder calls `enqueue` on its hot path, so the store does its work elsewhere
- * (the SQLite store: in a worker thread) and reports trouble through logs and `stats()`, never by throwing.
+ * (the SQLite store: batches on a timer) and reports trouble through logs and `stats()`, never by throwing.
  */
 export interface AttackStore {
   /** Queues a finished attack; O(1), never blocks, never throws. Past the queue bound it drops and counts. */
   enqueue(attack: Attack): void
-  /** Resolves when everything enqueued before the call is committed (or, if the writer is gone, counted as dropped). */
+  /** Resolves when everything enqueued before the call is committed (or, after repeated failures, counted as dropped). */
   flush(): Promise<void>
-  /** Flushes, stops the worker and closes the database. Idempotent. */
+  /** Flushes and closes the database. Idempotent. */
   close(): Promise<void>
   stats(): StoreStats
 }

@@ -1,7 +1,7 @@
 // A sensor stand-in for the SIGKILL durability test: opens the compiled store and enqueues attacks until it is killed,
 // printing `enqueued <id> <ms since epoch>` after each enqueue so the test knows what was handed over and when.
-// Usage: node store-writer-child.mjs <db path> <batchWindowMs> [writer log level]
-// Plain .mjs on the build (dist/), because a child process, like the writer thread, cannot run the .ts sources.
+// Usage: node store-writer-child.mjs <db path> <batchWindowMs> [log level]
+// Plain .mjs on the build (dist/), because a plain node child process cannot run the .ts sources.
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { createUlid } from '../../dist/core/ids.js'
@@ -19,15 +19,14 @@ const store = await createSqliteStore({
   batchMaxAttacks: 1000,
   maxQueuedAttacks: 1_000_000,
   maxQueuedBytes: 1024 * 1024 * 1024,
-  logLevel,
-  log: pino({ level: 'warn' }, pino.destination(2)),
+  // The store's 'attack stored' lines go to stdout, synchronously, as in the sensor (without its pid field).
+  log: pino({ level: logLevel, base: null, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 1, sync: true })),
 })
 process.stdout.write('ready\n')
 
 let sport = 1024
 function enqueueSome() {
-  // Each tick's lines go out in one write below PIPE_BUF, so they never interleave with the writer's log lines,
-  // which the writer thread writes to the same fd 1.
+  // Each tick's lines go out in one write, so they never interleave with the store's log lines on the same fd 1.
   let out = ''
   for (let i = 0; i < 4; i++) {
     const now = Date.now()

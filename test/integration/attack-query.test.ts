@@ -49,7 +49,6 @@ async function seed(): Promise<{ path: string; attacks: Attack[] }> {
     batchMaxAttacks: 100,
     maxQueuedAttacks: 1000,
     maxQueuedBytes: 1024 * 1024,
-    logLevel: 'silent',
     log: pino({ level: 'silent' }),
   })
   const attacks = Array.from({ length: 20 }, (_, i) => makeAttack(i))

@@ -96,6 +96,18 @@ describe('honeytrap-ts command line', () => {
     expect((JSON.parse(ok.stdout) as { monitor: { queue: number } }).monitor.queue).toBe(7)
   })
 
+  it('run validates its config (in its short-lived config thread) before starting anything', async () => {
+    const dir = await tempDir()
+    const bad = join(dir, 'bad.yaml')
+    await writeFile(bad, 'responder:\n  maxAttackBytes: -5\n')
+    const result = await cli('run', '--config', bad)
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('responder.maxAttackBytes')
+    const missing = await cli('run', '--config', join(dir, 'absent.yaml'))
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('HT_ERR_CONFIG_READ')
+  })
+
   it('fails with a clear store error on a missing database', async () => {
     const result = await cli('attacks', 'list', '--db', '/nonexistent/attacks.db')
     expect(result.code).toBe(1)
@@ -111,7 +123,6 @@ describe('honeytrap-ts command line', () => {
       batchMaxAttacks: 100,
       maxQueuedAttacks: 1_000,
       maxQueuedBytes: 1 << 24,
-      logLevel: 'silent',
       log: pino({ level: 'silent' }),
     })
     const payloads = [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.alloc(0), Buffer.from([0, 1, 2, 0xff, 0x1b, 0x5b, 0x32, 0x4a]), Buffer.from('USER x\r\n')]

@@ -15,9 +15,6 @@ import { openAttackDatabase } from '../../src/store/attack-query.js'
 import { createSqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js'
 import type { AttackStore } from '../../src/store/store.js'
 
-// These tests run the real writer thread, which is the compiled dist/store/sqlite-writer-worker.js: `npm test` builds
-// first (see resolveWorkerUrl in sqlite-store.ts).
-
 const silent = pino({ level: 'silent' })
 
 /** A temp dir whose stores and connections are closed, and which is removed, when the test finishes. */
@@ -41,7 +38,6 @@ function storeOptions(path: string, overrides: Partial<SqliteStoreOptions> = {})
     batchMaxAttacks: 500,
     maxQueuedAttacks: 100_000,
     maxQueuedBytes: 256 * 1024 * 1024,
-    logLevel: 'silent',
     log: silent,
     ...overrides,
   }

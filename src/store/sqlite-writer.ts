@@ -1,0 +1,207 @@
+import { createHash } from 'node:crypto'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import type { Logger } from 'pino'
+import type { Attack } from '../attack/attack.js'
+import { HoneytrapError } from '../core/errors.js'
+import { migrate } from './migrate.js'
+
+/** What one write of a batch did. */
+export interface BatchResult {
+  readonly written: number
+  readonly dropped: number
+  readonly committed: boolean // the whole batch went in as one transaction
+  readonly error: unknown // the failure when nothing was written and the batch may be retried; null otherwise
+}
+
+const INSERT_SQL = `INSERT INTO attacks (
+  id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
+  bytes_received, bytes_sent, truncated, payload, payload_size, md5, sha256, sha512
+) VALUES (
+  @id, @protocol, @family, @mode, @srcIp, @srcPort, @dstIp, @dstPort, @startedAt, @endedAt, @closeReason,
+  @bytesReceived, @bytesSent, @truncated, @payload, @payloadSize, @md5, @sha256, @sha512
+)`
+
+interface Row {
+  readonly attack: Attack
+  readonly sha256: string
+  readonly bind: Record<string, string | number | Buffer>
+}
+
+function hashRow(a: Attack): Row {
+  const sha256 = createHash('sha256').update(a.payload).digest('hex')
+  return {
+    attack: a,
+    sha256,
+    bind: {
+      id: a.id,
+      protocol: a.protocol,
+      family: a.family,
+      mode: a.mode,
+      srcIp: a.source.address,
+      srcPort: a.source.port,
+      dstIp: a.target.address,
+      dstPort: a.target.port,
+      startedAt: a.startedAtMs,
+      endedAt: a.endedAtMs,
+      closeReason: a.closeReason,
+      bytesReceived: a.bytesReceived,
+      bytesSent: a.bytesSent,
+      truncated: a.truncated ? 1 : 0,
+      payload: a.payload,
+      payloadSize: a.payload.length,
+      md5: createHash('md5').update(a.payload).digest('hex'),
+      sha256,
+      sha512: createHash('sha512').update(a.payload).digest('hex'),
+    },
+  }
+}
+
+function isConstraintError(err: unknown): boolean {
+  const code: unknown = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')
+}
+
+/**
+ * The only code that writes the attacks database: one transaction per batch, digests computed here (never on a
+ * connection's path), one 'attack stored' log line per committed attack. Synchronous, like better-sqlite3 itself;
+ * the store calls it from timers, batch by batch.
+ */
+export class SqliteWriter {
+  readonly #db: Database.Database
+  readonly #log: Logger
+  readonly #insertAll: (rows: readonly Row[]) => void
+
+  private constructor(db: Database.Database, log: Logger) {
+    this.#db = db
+    this.#log = log
+    const insert = db.prepare(INSERT_SQL)
+    this.#insertAll = db.transaction((rows: readonly Row[]) => {
+      for (const row of rows) insert.run(row.bind)
+    })
+  }
+
+  /** Opens (creating if needed, mode 0600) and migrates the database; throws HT_ERR_STORE_OPEN naming the path and fix. */
+  static open(path: string, options: { readonly busyTimeoutMs: number; readonly log: Logger }): SqliteWriter {
+    let db: Database.Database | undefined
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+      // Create the file ourselves with 0600 before SQLite does (it would use 0644 under the usual umask): attack data
+      // is sensitive. SQLite gives the -wal and -shm files the same mode as the database file.
+      try {
+        closeSync(openSync(path, 'wx', 0o600))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      db = new Database(path, { timeout: options.busyTimeoutMs })
+      const journalMode: unknown = db.pragma('journal_mode = WAL', { simple: true })
+      if (journalMode !== 'wal') options.log.warn({ path, journalMode }, 'store could not enable wal mode')
+      // NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only an OS crash or power loss can undo the
+      // last commits since a checkpoint. That is the trade we want for a sensor writing many small transactions.
+      db.pragma('synchronous = NORMAL')
+      db.pragma('foreign_keys = ON')
+      migrate(db)
+      const schemaVersion = Number(db.pragma('user_version', { simple: true }))
+      options.log.info({ path, schemaVersion }, 'store opened')
+      return new SqliteWriter(db, options.log)
+    } catch (err) {
+      db?.close()
+      throw openError(path, err)
+    }
+  }
+
+  /**
+   * Writes `attacks` in one transaction. On failure with `lastAttempt` false nothing is written and `error` says why
+   * (the store retries later). On the last attempt, or at once for a constraint violation (which would fail the same
+   * way every time), rows are written one by one so that one bad row costs only itself.
+   */
+  write(attacks: readonly Attack[], lastAttempt: boolean): BatchResult {
+    const rows = attacks.map(hashRow)
+    try {
+      this.#insertAll(rows)
+      for (const row of rows) this.#logStored(row)
+      return { written: rows.length, dropped: 0, committed: true, error: null }
+    } catch (err) {
+      if (!lastAttempt && !isConstraintError(err)) return { written: 0, dropped: 0, committed: false, error: err }
+      return this.#salvage(rows, err)
+    }
+  }
+
+  /** Checkpoints the WAL into the main file and closes; -wal and -shm go away with the last connection. */
+  close(): void {
+    if (this.#db.open) this.#db.close()
+  }
+
+  #salvage(rows: readonly Row[], firstError: unknown): BatchResult {
+    let written = 0
+    let lastError: unknown = firstError
+    for (const row of rows) {
+      try {
+        this.#insertAll([row])
+        this.#logStored(row)
+        written += 1
+      } catch (err) {
+        lastError = err
+        // Locked, disk full, I/O: every further row would fail the same way, each after the busy timeout.
+        if (!isConstraintError(err)) break
+      }
+    }
+    const dropped = rows.length - written
+    if (dropped > 0) this.#log.warn({ err: lastError, dropped, written }, 'store dropped attacks after repeated write failures')
+    return { written, dropped, committed: false, error: null }
+  }
+
+  #logStored(row: Row): void {
+    if (!this.#log.isLevelEnabled('info')) return
+    const a = row.attack
+    // The payload never goes to the log: it is attacker-controlled bytes. The sha256 finds it in the database.
+    this.#log.info(
+      {
+        attackId: a.id,
+        protocol: a.protocol,
+        src: a.source.address,
+        sport: a.source.port,
+        dst: a.target.address,
+        dport: a.target.port,
+        mode: a.mode,
+        closeReason: a.closeReason,
+        bytesReceived: a.bytesReceived,
+        bytesSent: a.bytesSent,
+        truncated: a.truncated,
+        sha256: row.sha256,
+      },
+      'attack stored',
+    )
+  }
+}
+
+/** HT_ERR_STORE_OPEN whose message names the path and what to do about it. */
+function openError(path: string, err: unknown): HoneytrapError {
+  // migrate() already wrote a message with the path and the fix (newer schema, foreign database, failed migration).
+  if (err instanceof HoneytrapError) return err
+  const code = (err as { code?: string } | null)?.code
+  const message = err instanceof Error ? err.message : String(err)
+  return new HoneytrapError('HT_ERR_STORE_OPEN', `cannot open the attack database ${path}: ${message}; ${openFix(code)}`, { cause: err })
+}
+
+function openFix(code: string | undefined): string {
+  switch (code) {
+    case 'SQLITE_NOTADB':
+      return 'the file is not a SQLite database: move it away or point store.path at another file'
+    case 'SQLITE_CORRUPT':
+      return 'the database is damaged: move it away (sqlite3 ".recover" may save its rows) and start a new file'
+    case 'SQLITE_BUSY':
+    case 'SQLITE_LOCKED':
+      return 'another process holds the database locked: stop it or point store.path at another file'
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+    case 'EISDIR':
+    case 'SQLITE_CANTOPEN':
+    case 'SQLITE_READONLY':
+      return "check that store.path is a file (not a directory) and that the sensor's user can create and write it and its directory"
+    default:
+      return 'check store.path, the permissions of its directory and the free disk space'
+  }
+}
