@@ -1,36 +1,24 @@
-import { readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readdirSync } from 'node:fs'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { createNetnsPair, type NetnsPair } from '../../src/netns/netns-pair.js'
-import { runAttackPlan, startSensorProcess, type SensorProcess } from '../../src/netns/sensor-process.js'
+import { runAttackPlan } from '../../src/netns/sensor-process.js'
 import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 const MAX_LISTENERS = 1_024
 
 describeNetns('a scan of all 65,535 TCP ports', () => {
-  let pair: NetnsPair
-  let sensor: SensorProcess
-  let dir: string
-  let dbPath: string
+  let fx: SensorFixture
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ht-scan-'))
-    dbPath = join(dir, 'attacks.db')
-    const config = join(dir, 'config.yaml')
     // A listener bound well below the port count, so the scan must go through LRU eviction to answer every port.
-    writeFileSync(config, `listeners: { maxListeners: ${MAX_LISTENERS} }\nresponder: { idleTimeoutMs: 2000 }\n`)
-    pair = await createNetnsPair({ label: 'scan' })
-    sensor = await startSensorProcess(pair, ['--config', config, '--db', dbPath, '--log-level', 'warn'])
+    fx = await startSensorFixture({ label: 'scan', logLevel: 'warn', configYaml: `listeners: { maxListeners: ${MAX_LISTENERS} }\nresponder: { idleTimeoutMs: 2000 }\n` })
   })
 
-  afterAll(async () => {
-    await sensor?.stop('SIGTERM')
-    await pair?.destroy()
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
-  })
+  afterAll(() => fx?.teardown())
 
   it('answers every port but the excluded ssh port, with bounded listeners and descriptors, and stays alive', async () => {
+    const { pair, dbPath } = fx
+    const sensor = fx.sensor!
     const [scan] = await runAttackPlan(pair, [
       { type: 'scan', host: pair.sensorV4, from: 1, to: 65_535, concurrency: 48, timeoutMs: 3_000, deadlineMs: 150_000 },
     ])

@@ -1,10 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterEach, beforeEach, expect, it } from 'vitest'
-import { createNetnsPair, type NetnsPair } from '../../src/netns/netns-pair.js'
-import { distScript, startSensorProcess, type SensorProcess } from '../../src/netns/sensor-process.js'
+import type { NetnsPair } from '../../src/netns/netns-pair.js'
+import { distScript } from '../../src/netns/sensor-process.js'
 import { describeNetns, readRows } from '../helpers/netns-env.js'
+import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 const BATCH_WINDOW_MS = 200
 
@@ -33,36 +31,24 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
-  let pair: NetnsPair
-  let sensor: SensorProcess | undefined
-  let dir: string
-  let dbPath: string
-  let configPath: string
+  let fx: SensorFixture
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ht-life-'))
-    dbPath = join(dir, 'attacks.db')
-    configPath = join(dir, 'config.yaml')
-    writeFileSync(configPath, `store: { batchWindowMs: ${BATCH_WINDOW_MS} }\nresponder: { idleTimeoutMs: 30000 }\n`)
-    pair = await createNetnsPair({ label: 'life' })
-    sensor = await startSensorProcess(pair, ['--config', configPath, '--db', dbPath])
+    fx = await startSensorFixture({ label: 'life', configYaml: `store: { batchWindowMs: ${BATCH_WINDOW_MS} }\nresponder: { idleTimeoutMs: 30000 }\n` })
   })
 
-  afterEach(async () => {
-    await sensor?.stop('SIGKILL')
-    await pair.destroy()
-    rmSync(dir, { recursive: true, force: true })
-  })
+  afterEach(() => fx?.teardown('SIGKILL'))
 
   it('SIGTERM ends every open session as "shutdown", stores all of them, exits 0 and removes its rules', async () => {
+    const { pair, dbPath } = fx
     const rulesBefore = await pair.exec(pair.sensorNs, 'iptables', ['-S'])
     expect(rulesBefore).toContain('-j HONEYTRAP')
     const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port: 2323, count: 40, holdMs: 20_000 }])
     await until(() => client.lines.some((l) => l['type'] === 'hold-ready'), 15_000)
     expect(client.lines.find((l) => l['type'] === 'hold-ready')).toMatchObject({ connected: 40 })
 
-    const code = await sensor!.stop('SIGTERM')
-    sensor = undefined
+    const code = await fx.sensor!.stop('SIGTERM')
+    fx.sensor = undefined
     expect(code).toBe(0)
     const rows = readRows<{ close_reason: string }>(dbPath, 'SELECT close_reason FROM attacks WHERE dst_port = 2323')
     expect(rows).toHaveLength(40)
@@ -73,13 +59,13 @@ describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
   })
 
   it(`SIGKILL loses no attack that ended more than the batch window (${BATCH_WINDOW_MS} ms) before the kill`, async () => {
+    const { pair, dbPath } = fx
     const client = startClient(pair, [{ type: 'sequence', host: pair.sensorV4, port: 8000, count: 1500, intervalMs: 2, token: 'tok' }])
     // Let a good number of attacks end, then kill mid-stream.
     await until(() => client.lines.filter((l) => l['ok'] === true).length >= 400, 20_000)
     const killedAtMs = Date.now()
-    process.kill(sensor!.pid, 'SIGKILL')
-    await sensor!.stop('SIGKILL')
-    sensor = undefined
+    await fx.sensor!.stop('SIGKILL')
+    fx.sensor = undefined
     await client.done
 
     const stored = new Set(readRows<{ payload: Buffer }>(dbPath, 'SELECT payload FROM attacks WHERE dst_port = 8000').map((r) => r.payload.toString()))

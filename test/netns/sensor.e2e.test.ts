@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto'
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { createNetnsPair, type NetnsPair } from '../../src/netns/netns-pair.js'
 import { shippedTemplatesDir } from '../../src/config/paths.js'
-import { runAttackPlan, startSensorProcess, type SensorProcess } from '../../src/netns/sensor-process.js'
+import type { NetnsPair } from '../../src/netns/netns-pair.js'
+import { runAttackPlan } from '../../src/netns/sensor-process.js'
 import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 interface Row {
   id: string
@@ -41,21 +41,20 @@ async function listening(pair: NetnsPair, proto: 'tcp' | 'udp', port: number): P
 }
 
 describeNetns('sensor in a network namespace (real NFQUEUE rule, real sensor, real clients)', () => {
+  let fx: SensorFixture
   let pair: NetnsPair
-  let sensor: SensorProcess
-  let dir: string
   let dbPath: string
   let templatesDir: string
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ht-e2e-'))
-    dbPath = join(dir, 'attacks.db')
-    templatesDir = join(dir, 'templates')
-    cpSync(shippedTemplatesDir(), templatesDir, { recursive: true })
-    const config = join(dir, 'config.yaml')
-    writeFileSync(
-      config,
-      [
+    fx = await startSensorFixture({
+      label: 'e2e',
+      logLevel: 'debug',
+      prepare: (dir) => {
+        templatesDir = join(dir, 'templates')
+        cpSync(shippedTemplatesDir(), templatesDir, { recursive: true })
+      },
+      configYaml: () => [
         `responder: { idleTimeoutMs: 1500, templatesDir: ${JSON.stringify(templatesDir)} }`,
         'listeners: { idleLifetimeMs: 2000 }',
         'udp: { sessionIdleMs: 800 }',
@@ -64,16 +63,12 @@ describeNetns('sensor in a network namespace (real NFQUEUE rule, real sensor, re
         'ports: { rules: [ { ports: "7000/tcp", mode: ignore } ] }',
         '',
       ].join('\n'),
-    )
-    pair = await createNetnsPair({ label: 'e2e' })
-    sensor = await startSensorProcess(pair, ['--config', config, '--db', dbPath, '--log-level', 'debug'])
+    })
+    pair = fx.pair
+    dbPath = fx.dbPath
   })
 
-  afterAll(async () => {
-    await sensor?.stop('SIGTERM')
-    await pair?.destroy()
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
-  })
+  afterAll(() => fx?.teardown())
 
   it('answers the very first SYN to a never-used port and stores the attack string with addresses and hashes', async () => {
     expect(await listening(pair, 'tcp', 80)).toBe(false)
