@@ -17,9 +17,34 @@ import { buildPortPolicy } from './supervisor/port-policy.js'
 import { SourceLimiter } from './supervisor/source-limiter.js'
 import { Supervisor } from './supervisor/supervisor.js'
 
+// Log output is buffered: one write per 4 KiB instead of one per line (a line per stored attack adds up on a hot
+// port), flushed at least every 500 ms and synchronously at exit. A stdout reader that stalls must not stall the
+// sensor nor grow its memory: past 16 MiB waiting, lines are dropped, and the drop is counted.
+const LOG_MIN_WRITE_BYTES = 4 * 1024
+const LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024
+const LOG_FLUSH_INTERVAL_MS = 500
+
 /** The one root logger: NDJSON on stdout, UTC RFC 3339 timestamps. */
 export function createRootLogger(level: string): Logger {
-  return pino({ level, timestamp: pino.stdTimeFunctions.isoTime, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }))
+  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_MIN_WRITE_BYTES, maxLength: LOG_MAX_BUFFER_BYTES })
+  let dropped = 0
+  destination.on('drop', () => dropped++)
+  const log = pino({ level, timestamp: pino.stdTimeFunctions.isoTime, base: { pid: process.pid } }, destination)
+  setInterval(() => {
+    if (dropped > 0) {
+      log.warn({ droppedLines: dropped }, 'log output stalled, lines dropped')
+      dropped = 0
+    }
+    destination.flush()
+  }, LOG_FLUSH_INTERVAL_MS).unref()
+  process.on('exit', () => {
+    try {
+      destination.flushSync()
+    } catch {
+      // stdout already gone: nothing left to save
+    }
+  })
+  return log
 }
 
 /** A running sensor. */

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url'
  * The benchmark's load generator, run in the attacker namespace: `node load-gen.js '<json LoadSpec>'` prints one JSON
  * result line on stdout (`hold` prints a `hold-ready` line first). Every mode is bounded both in count (ports,
  * connections) and in time (its own duration plus a hard deadline that ends the process), so it always stops by itself.
+ * It is one file (a little over 300 lines) because it runs standalone, and its modes share the connection code.
  *
  * Two connection styles:
  * - reply-then-close (hot): connect, send the request, and at the first reply bytes half-close; done at 'close'.
@@ -92,6 +93,7 @@ export interface LoadResult {
 export const REQUEST = Buffer.from('GET / HTTP/1.0\r\n\r\n', 'latin1')
 const STALL_MS = 5_000 // after connect, longest wait for the close
 const DEADLINE_SLACK_MS = 20_000 // past the mode's own bound, the process exits whatever is still open
+const HELD = { inWindow: true, keepLatency: false } as const // hold mode: counted, latencies not kept
 
 type Style = 'reply-then-close' | 'send-and-close'
 type Outcome = 'done' | 'refused' | 'timeout' | 'stalled' | 'error'
@@ -103,7 +105,8 @@ interface Exchange {
 }
 
 /** One connection from connect to close, bounded by `connectTimeoutMs` then STALL_MS. Never rejects. */
-function exchange(host: string, port: number, style: Style, connectTimeoutMs: number): Promise<Exchange> {
+function exchange(host: string, port: number, options: { readonly style: Style; readonly connectTimeoutMs: number }): Promise<Exchange> {
+  const { style, connectTimeoutMs } = options
   return new Promise((resolve) => {
     const started = process.hrtime.bigint()
     let connectUs = -1
@@ -149,7 +152,8 @@ class Tally {
   readonly errors: Record<string, number> = {}
   readonly connectUs: number[] = []
 
-  add(result: Exchange, inWindow: boolean, keepLatency: boolean): void {
+  add(result: Exchange, options: { readonly inWindow: boolean; readonly keepLatency: boolean }): void {
+    const { inWindow, keepLatency } = options
     this.started++
     if (result.connectUs >= 0) {
       this.connected++
@@ -175,8 +179,9 @@ function cpuMsNow(): number {
 }
 
 /** Hands out ports fromPort, fromPort + step, ... up to toPort, then null. */
-function portCounter(fromPort: number, step: number, toPort: number): () => number | null {
-  let next = fromPort
+function portCounter(range: { readonly fromPort: number; readonly step: number; readonly toPort: number }): () => number | null {
+  const { step, toPort } = range
+  let next = range.fromPort
   return () => {
     if (next > toPort) return null
     const port = next
@@ -195,9 +200,9 @@ async function runHot(spec: HotSpec): Promise<LoadResult> {
   const endTimer = setTimeout(() => (cpuAtEnd = cpuMsNow()), spec.warmupMs + spec.durationMs)
   const loop = async (): Promise<void> => {
     while (Date.now() < windowEnd) {
-      const result = await exchange(spec.host, spec.port, 'reply-then-close', 3_000)
+      const result = await exchange(spec.host, spec.port, { style: 'reply-then-close', connectTimeoutMs: 3_000 })
       const now = Date.now()
-      tally.add(result, now >= windowStart && now < windowEnd, false)
+      tally.add(result, { inWindow: now >= windowStart && now < windowEnd, keepLatency: false })
     }
   }
   await Promise.all(Array.from({ length: spec.concurrency }, loop))
@@ -209,7 +214,7 @@ async function runHot(spec: HotSpec): Promise<LoadResult> {
 
 async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
   const tally = new Tally()
-  const nextPort = portCounter(spec.fromPort, spec.portStep, spec.toPort)
+  const nextPort = portCounter({ fromPort: spec.fromPort, step: spec.portStep, toPort: spec.toPort })
   const started = performance.now()
   const end = started + spec.durationMs
   const cpuAtStart = cpuMsNow()
@@ -222,9 +227,9 @@ async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
         exhausted = true
         return
       }
-      const result = await exchange(spec.host, port, 'send-and-close', spec.connectTimeoutMs)
+      const result = await exchange(spec.host, port, { style: 'send-and-close', connectTimeoutMs: spec.connectTimeoutMs })
       lastDone = performance.now()
-      tally.add(result, lastDone <= end, true)
+      tally.add(result, { inWindow: lastDone <= end, keepLatency: true })
     }
   }
   await Promise.all(Array.from({ length: spec.concurrency }, loop))
@@ -242,8 +247,8 @@ async function runRate(spec: RateSpec): Promise<LoadResult> {
   let launched = 0
   let maxLagMs = 0
   const launch = (port: number): void => {
-    const p = exchange(spec.host, port, 'send-and-close', spec.connectTimeoutMs).then((r) => {
-      tally.add(r, true, true)
+    const p = exchange(spec.host, port, { style: 'send-and-close', connectTimeoutMs: spec.connectTimeoutMs }).then((r) => {
+      tally.add(r, { inWindow: true, keepLatency: true })
       inFlight.delete(p)
     })
     inFlight.add(p)
@@ -269,7 +274,8 @@ async function runSerial(spec: SerialSpec): Promise<LoadResult> {
   const started = performance.now()
   const cpuAtStart = cpuMsNow()
   for (let i = 0; i < spec.count && performance.now() - started < spec.deadlineMs; i++) {
-    tally.add(await exchange(spec.host, spec.fromPort + spec.portStep * i, 'send-and-close', 3_000), true, true)
+    const result = await exchange(spec.host, spec.fromPort + spec.portStep * i, { style: 'send-and-close', connectTimeoutMs: 3_000 })
+    tally.add(result, { inWindow: true, keepLatency: true })
   }
   return tally.result('serial', { windowMs: performance.now() - started, cpuMs: cpuMsNow() - cpuAtStart })
 }
@@ -288,7 +294,7 @@ async function runHold(spec: HoldSpec): Promise<LoadResult> {
       const socket = connect({ host: spec.host, port: spec.port })
       let up = false
       const timer = setTimeout(() => {
-        tally.add({ outcome: 'timeout', connectUs: -1, code: null }, true, false)
+        tally.add({ outcome: 'timeout', connectUs: -1, code: null }, HELD)
         socket.destroy()
         resolve()
       }, 3_000)
@@ -296,7 +302,7 @@ async function runHold(spec: HoldSpec): Promise<LoadResult> {
         clearTimeout(timer)
         up = true
         sockets.push(socket)
-        tally.add({ outcome: 'done', connectUs: Number((process.hrtime.bigint() - t0) / 1_000n), code: null }, true, false)
+        tally.add({ outcome: 'done', connectUs: Number((process.hrtime.bigint() - t0) / 1_000n), code: null }, HELD)
         socket.once('close', () => {
           if (!released) closedByPeer++
         })
@@ -306,7 +312,7 @@ async function runHold(spec: HoldSpec): Promise<LoadResult> {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         if (up) return // a reset of a held connection: counted by its 'close'
         clearTimeout(timer)
-        tally.add({ outcome: err.code === 'ECONNREFUSED' ? 'refused' : 'error', connectUs: -1, code: err.code ?? 'unknown' }, true, false)
+        tally.add({ outcome: err.code === 'ECONNREFUSED' ? 'refused' : 'error', connectUs: -1, code: err.code ?? 'unknown' }, HELD)
         resolve()
       })
     })

@@ -53,7 +53,8 @@ export function mergeResults(results: readonly LoadResult[]): LoadResult {
 }
 
 /** Runs `spec` against the pair's sensor address with `procs` generator processes and returns the merged result. */
-export async function runLoadGen(pair: NetnsPair, spec: HostlessSpec, procs = 1): Promise<LoadResult> {
+export async function runLoadGen(pair: NetnsPair, spec: HostlessSpec, options: { readonly procs?: number } = {}): Promise<LoadResult> {
+  const procs = options.procs ?? 1
   const full = { ...spec, host: pair.sensorV4 } as LoadSpec
   const outputs = await Promise.all(
     splitSpec(full, procs).map((part) => pair.exec(pair.attackerNs, process.execPath, [distScript('bench/load-gen.js'), JSON.stringify(part)])),
@@ -69,7 +70,8 @@ export interface HeldConnections {
 }
 
 /** Opens the held connections and resolves once all are up (or failed); rejects after `readyTimeoutMs`. */
-export async function startHold(pair: NetnsPair, spec: Omit<HoldSpec, 'host' | 'mode'>, readyTimeoutMs: number): Promise<HeldConnections> {
+export async function startHold(pair: NetnsPair, options: Omit<HoldSpec, 'host' | 'mode'> & { readonly readyTimeoutMs: number }): Promise<HeldConnections> {
+  const { readyTimeoutMs, ...spec } = options
   const full: HoldSpec = { ...spec, mode: 'hold', host: pair.sensorV4 }
   const child = pair.spawn(pair.attackerNs, process.execPath, [distScript('bench/load-gen.js'), JSON.stringify(full)], { stdio: ['pipe', 'pipe', 'pipe'] })
   const lines: string[] = []

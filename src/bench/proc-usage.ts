@@ -66,10 +66,10 @@ export function readMachineTicks(): MachineTicks {
 }
 
 /** Share of all CPUs' time that was busy between two readings, in percent of one CPU (200 = both cores of two). */
-export function busyPercentOfOneCpu(before: MachineTicks, after: MachineTicks, cpus: number): number {
+export function busyPercentOfOneCpu(before: MachineTicks, after: MachineTicks, options: { readonly cpus: number }): number {
   const total = after.total - before.total
   if (total <= 0) return 0
-  return ((after.busy - before.busy) / total) * 100 * cpus
+  return ((after.busy - before.busy) / total) * 100 * options.cpus
 }
 
 /** CPU time per pid of every user-space process, with its parent, to tell this run's process tree from the rest. */
@@ -96,7 +96,8 @@ export function readProcessTable(): ProcessTable {
  * outside the kernel's own threads: other work on the machine that competed with the run. Processes that started and
  * ended between the readings are not seen, so this is a lower bound.
  */
-export function foreignCpuMs(before: ProcessTable, after: ProcessTable, rootPid: number): number {
+export function foreignCpuMs(before: ProcessTable, after: ProcessTable, options: { readonly rootPid: number }): number {
+  const { rootPid } = options
   const ours = (pid: number): boolean => {
     for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
       if (p === rootPid) return true

@@ -9,6 +9,7 @@ export interface BenchResults {
   readonly startedAt: string
   readonly durationMs: number
   readonly machine: { readonly cpus: number; readonly model: string; readonly kernel: string; readonly node: string; readonly memMiB: number; readonly fdLimit: string }
+  readonly tree: { readonly commit: string; readonly changedFiles: readonly string[] }
   readonly options: { readonly quick: boolean; readonly only: readonly string[]; readonly genProcs: number }
   readonly rules: { readonly reference: string | null; readonly honeytrap: string | null; readonly identical: boolean | null }
   readonly generatorCheck: { readonly plain1: HotFigures; readonly plain2: HotFigures } | null
@@ -188,4 +189,44 @@ export function formatLoadTable(results: BenchResults): string {
 /** One line per missed target, for the end of the output. */
 export function missedTargets(rows: readonly ReportRow[]): string[] {
   return rows.filter((r) => r.verdict === 'MISSED').map((r) => `MISSED: ${r.figure}: honeytrap-ts ${r.honeytrap} (reference ${r.reference}), target ${r.target}`)
+}
+
+// A process at or above this share of one core is taken as saturated (a Node process is one JavaScript thread).
+const SATURATED_PCT = 85
+
+/**
+ * Which side limited each closed-loop figure, from where the CPU went: the generator check (a plain server with no
+ * queue, driven by one and by two generator processes), then the generator's and the main threads' CPU in (a).
+ */
+export function bottleneckNotes(results: BenchResults): string[] {
+  const notes: string[] = []
+  const check = results.generatorCheck
+  if (check !== null) {
+    const gain = check.plain2.perSecond / check.plain1.perSecond
+    notes.push(
+      `Generator check: one generator process reached ${int(check.plain1.perSecond)} connections/s against a plain server at ` +
+        `${Math.round(check.plain1.generatorCpuPct)} % of a core; two processes reached ${int(check.plain2.perSecond)} (× ${gain.toFixed(2)}). ` +
+        (gain < 1.15 ? 'A second process adds little on 2 cores: generator and server share the same CPUs.' : 'A second process helps: consider --gen-procs 2.'),
+    )
+  }
+  const a = results.a
+  if (a !== null) {
+    const describe = (name: string, m: Measured): string => {
+      const generatorBound = m.generatorCpuPct >= SATURATED_PCT
+      const systemBound = m.mainThreadCpuPct >= SATURATED_PCT
+      const limit = generatorBound && !systemBound ? 'the generator' : systemBound && !generatorBound ? `${name}'s main thread` : generatorBound ? 'both' : 'neither alone (latency or the kernel)'
+      return `${name}: generator ${Math.round(m.generatorCpuPct)} %, main thread ${Math.round(m.mainThreadCpuPct)} %: limited by ${limit}`
+    }
+    notes.push(`Hot port: ${describe('reference', a.reference)}; ${describe('honeytrap-ts', a.honeytrap)}.`)
+    if (a.reference.generatorCpuPct >= SATURATED_PCT) {
+      notes.push('The reference figure is a lower bound of its capacity (the generator ran out first), so the ratio in (a) is an upper bound.')
+    }
+  }
+  const foreign = [
+    ...(a === null ? [] : [a.reference, a.honeytrap, a.honeytrapInfo]),
+    ...(results.b === null ? [] : [results.b.newport.reference, results.b.newport.honeytrap, results.b.rate.reference, results.b.rate.honeytrap]),
+  ].map((m) => m.foreignCpuPct)
+  const worst = Math.max(0, ...foreign)
+  if (worst >= 10) notes.push(`Other processes on the machine used up to ${Math.round(worst)} % of a core during a run: figures of that run are noisy.`)
+  return notes
 }

@@ -1,12 +1,13 @@
+import { execFile } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
 import { loadConfig } from '../config/load-config.js'
 import { parseOpenFilesLimit } from '../supervisor/fd-limit.js'
 import { stopAllSystems } from './bench-system.js'
-import { buildRows, formatLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
+import { bottleneckNotes, buildRows, formatLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
 import { hotScenario, memoryScenario, newPortScenario, rateScenario, serialScenario, type ScenarioContext } from './scenarios.js'
 
 /**
@@ -57,6 +58,22 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOpt
   }
 }
 
+/** The commit measured, and the files changed on top of it (outside the benchmark's own): figures belong to a tree. */
+async function describeTree(): Promise<BenchResults['tree']> {
+  const root = fileURLToPath(new URL('../../', import.meta.url))
+  const git = async (args: readonly string[]): Promise<string> => (await promisify(execFile)('git', ['-C', root, ...args])).stdout
+  try {
+    const commit = (await git(['rev-parse', '--short', 'HEAD'])).trim()
+    const changed = (await git(['status', '--porcelain']))
+      .split('\n')
+      .map((line) => line.slice(3).trim())
+      .filter((path) => path !== '' && !path.startsWith('src/bench/') && path !== 'docs/benchmarks.md')
+    return { commit, changedFiles: changed }
+  } catch {
+    return { commit: 'unknown', changedFiles: [] }
+  }
+}
+
 /** The descriptor limit every process of the run inherits (honeytrap-ts derives its maxConnections from it). */
 function readFdLimit(): { readonly soft: number; readonly hard: number } | null {
   return parseOpenFilesLimit(readFileSync('/proc/self/limits', 'utf8'))
@@ -75,7 +92,7 @@ function describeMachine(): BenchResults['machine'] {
   }
 }
 
-async function runSections(options: BenchOptions, ctx: ScenarioContext): Promise<Omit<BenchResults, 'startedAt' | 'durationMs' | 'machine' | 'options' | 'rules'>> {
+async function runSections(options: BenchOptions, ctx: ScenarioContext): Promise<Pick<BenchResults, 'generatorCheck' | 'a' | 'b' | 'c'>> {
   const has = (s: Section): boolean => options.only.includes(s)
   let generatorCheck: BenchResults['generatorCheck'] = null
   let a: BenchResults['a'] = null
@@ -149,6 +166,7 @@ async function main(): Promise<number> {
     startedAt,
     durationMs: Date.now() - startedMs,
     machine: describeMachine(),
+    tree: await describeTree(),
     options: { quick: options.quick, only: options.only, genProcs: options.genProcs },
     rules: { reference, honeytrap, identical: reference === null || honeytrap === null ? null : reference === honeytrap },
     ...sections,
@@ -159,6 +177,7 @@ async function main(): Promise<number> {
     `# honeytrap-ts benchmark, ${startedAt}${options.quick ? ' (--quick)' : ''}`,
     '',
     `${m.cpus} × ${m.model}, ${m.memMiB} MiB, Linux ${m.kernel}, Node ${m.node}, open files ${m.fdLimit}; run took ${(results.durationMs / 1_000).toFixed(0)} s.`,
+    `Tree: ${results.tree.commit}${results.tree.changedFiles.length > 0 ? ` + uncommitted changes in ${results.tree.changedFiles.length} file(s) outside src/bench/` : ''}.`,
     `Rules seen by both systems: ${results.rules.identical === null ? 'not compared' : results.rules.identical ? 'identical' : 'DIFFERENT (see latest.json)'}.`,
     '',
     'Ratio = honeytrap-ts / reference (higher is better for rates, lower for latency and memory).',
@@ -168,6 +187,8 @@ async function main(): Promise<number> {
     'Where the CPU went (generator and system CPU in % of one core):',
     '',
     formatLoadTable(results),
+    '',
+    ...bottleneckNotes(results).map((note) => `- ${note}`),
     '',
     ...missedTargets(rows),
     '',

@@ -83,8 +83,8 @@ function mainThreadCpuMs(pid: number): number {
 }
 
 /** Runs `load` and reads the CPU of the system, the generator and the machine around it. */
-async function measure(sys: SystemUnderTest, ctx: ScenarioContext, load: () => Promise<LoadResult>): Promise<Measured> {
-  const countersBefore = await readKernelCounters(sys.pair, ctx.queue)
+async function measure(sys: SystemUnderTest, load: () => Promise<LoadResult>, options: { readonly queue: number }): Promise<Measured> {
+  const countersBefore = await readKernelCounters(sys.pair, options.queue)
   const tableBefore = readProcessTable()
   const before = readProcUsage(sys.pid)
   const mainBefore = mainThreadCpuMs(sys.pid)
@@ -94,8 +94,8 @@ async function measure(sys: SystemUnderTest, ctx: ScenarioContext, load: () => P
   const wallMs = performance.now() - started
   const after = readProcUsage(sys.pid)
   const mainMs = mainThreadCpuMs(sys.pid) - mainBefore
-  const machineBusyPct = busyPercentOfOneCpu(machineBefore, readMachineTicks(), cpus().length)
-  const foreignMs = foreignCpuMs(tableBefore, readProcessTable(), process.pid)
+  const machineBusyPct = busyPercentOfOneCpu(machineBefore, readMachineTicks(), { cpus: cpus().length })
+  const foreignMs = foreignCpuMs(tableBefore, readProcessTable(), { rootPid: process.pid })
   const systemCpuMs = after.cpuMs - before.cpuMs
   return {
     load: result,
@@ -109,7 +109,7 @@ async function measure(sys: SystemUnderTest, ctx: ScenarioContext, load: () => P
     machineBusyPct,
     foreignCpuPct: (foreignMs / wallMs) * 100,
     conntrackEntries: await conntrackEntries(sys),
-    kernel: counterDelta(countersBefore, await readKernelCounters(sys.pair, ctx.queue)),
+    kernel: counterDelta(countersBefore, await readKernelCounters(sys.pair, options.queue)),
   }
 }
 
@@ -123,21 +123,21 @@ async function waitForQuiet(maxWaitMs: number): Promise<void> {
   while (performance.now() < deadline) {
     const before = readProcessTable()
     await sleep(QUIET_SAMPLE_MS)
-    if ((foreignCpuMs(before, readProcessTable(), process.pid) / QUIET_SAMPLE_MS) * 100 < QUIET_FOREIGN_PCT) return
+    if ((foreignCpuMs(before, readProcessTable(), { rootPid: process.pid }) / QUIET_SAMPLE_MS) * 100 < QUIET_FOREIGN_PCT) return
   }
 }
 
 /** Starts `kind` for one scenario, records its rules the first time, runs `body` and always stops it. */
 async function withSystem<T>(
-  kind: SystemKind,
   ctx: ScenarioContext,
-  options: { readonly scenario: string; readonly logLevel?: 'warn' | 'info' },
   body: (sys: SystemUnderTest) => Promise<T>,
+  options: { readonly kind: SystemKind; readonly scenario: string; readonly logLevel?: 'warn' | 'info' },
 ): Promise<T> {
+  const { kind, ...systemOptions } = options
   await waitForQuiet(ctx.quick ? 3_000 : 10_000)
   ctx.progress(`${options.scenario}: ${kind}${options.logLevel === 'info' ? ' (log level info)' : ''}`)
   const sys = await startSystem(kind, {
-    ...options,
+    ...systemOptions,
     dir: ctx.dir,
     configPath: ctx.configPath,
     scenario: `${options.scenario}-${kind}`,
@@ -180,49 +180,50 @@ async function settledRowCount(dbPath: string, expected: number): Promise<number
 export function hotScenario(kind: SystemKind, ctx: ScenarioContext, options: { readonly procs?: number; readonly logLevel?: 'warn' | 'info' } = {}): Promise<HotFigures> {
   const procs = options.procs ?? ctx.genProcs
   const scenario = `hot${procs > 1 ? `-${procs}procs` : ''}${options.logLevel === 'info' ? '-info' : ''}`
-  return withSystem(kind, ctx, { scenario, ...(options.logLevel !== undefined && { logLevel: options.logLevel }) }, async (sys) => {
+  const logLevel = options.logLevel === undefined ? {} : { logLevel: options.logLevel }
+  return withSystem(ctx, async (sys) => {
     const durationMs = ctx.quick ? 3_000 : 8_000
     const spec = { mode: 'hot', port: HOT_PORT, concurrency: 64, warmupMs: 1_000, durationMs } as const
-    const measured = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, procs))
+    const measured = await measure(sys, () => runLoadGen(sys.pair, spec, { procs }), ctx)
     const { connected, finished } = measured.load
     const stored = sys.dbPath === null ? null : { rows: await settledRowCount(sys.dbPath, connected), connected, finished }
     return { ...measured, stored }
-  })
+  }, { kind, scenario, ...logLevel })
 }
 
 /** (b) Closed loops where every connection opens a never-used port, 32 in flight. */
 export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
-  return withSystem(kind, ctx, { scenario: 'newport' }, (sys) => {
+  return withSystem(ctx, (sys) => {
     const spec = { mode: 'newport', fromPort: FIRST_NEW_PORT, toPort: 65_535, portStep: 1, concurrency: 32, durationMs: ctx.quick ? 3_000 : 8_000, connectTimeoutMs: 3_000 } as const
-    return measure(sys, ctx, () => runLoadGen(sys.pair, spec, ctx.genProcs))
-  })
+    return measure(sys, () => runLoadGen(sys.pair, spec, { procs: ctx.genProcs }), ctx)
+  }, { kind, scenario: 'newport' })
 }
 
 /** (b) Open loop: 3,000 new ports per second offered, each connect bounded by 3 s. */
 export function rateScenario(kind: SystemKind, ctx: ScenarioContext): Promise<RateFigures> {
-  return withSystem(kind, ctx, { scenario: 'rate' }, async (sys) => {
+  return withSystem(ctx, async (sys) => {
     const spec = { mode: 'rate', fromPort: FIRST_NEW_PORT, portStep: 1, ratePerSecond: 3_000, durationMs: ctx.quick ? 2_000 : 5_000, connectTimeoutMs: 3_000 } as const
-    const measured = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
+    const measured = await measure(sys, () => runLoadGen(sys.pair, spec), ctx)
     const offered = measured.load.started
     const atLeast1s = (measured.latency?.atLeast1s ?? 0) + measured.load.timeouts
     return { ...measured, offered, atLeast1s, atLeast1sShare: offered > 0 ? atLeast1s / offered : 0 }
-  })
+  }, { kind, scenario: 'rate' })
 }
 
 /** (b) One connection at a time to never-used ports: the latency of the bind-before-accept path alone. */
 export function serialScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
-  return withSystem(kind, ctx, { scenario: 'serial' }, (sys) => {
+  return withSystem(ctx, (sys) => {
     const spec = { mode: 'serial', fromPort: FIRST_NEW_PORT, portStep: 1, count: ctx.quick ? 200 : 500, deadlineMs: 30_000 } as const
-    return measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
-  })
+    return measure(sys, () => runLoadGen(sys.pair, spec), ctx)
+  }, { kind, scenario: 'serial' })
 }
 
 /** (c) RSS idle, with 10,000 idle connections, and after a scan of every port (a part of them with --quick). */
 export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<MemoryFigures> {
-  return withSystem(kind, ctx, { scenario: 'memory' }, async (sys) => {
+  return withSystem(ctx, async (sys) => {
     await sleep(2_000)
     const idleKiB = readProcUsage(sys.pid).rssKiB
-    const held = await startHold(sys.pair, { port: HOLD_PORT, count: 10_000, concurrency: 100, holdMs: 120_000 }, 90_000)
+    const held = await startHold(sys.pair, { port: HOLD_PORT, count: 10_000, concurrency: 100, holdMs: 120_000, readyTimeoutMs: 90_000 })
     await sleep(3_000)
     const withIdleKiB = readProcUsage(sys.pid).rssKiB
     const established = await sys.pair.exec(sys.pair.sensorNs, 'ss', ['-Htn', 'state', 'established', 'sport', '=', `:${HOLD_PORT}`])
@@ -231,7 +232,7 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
     await sleep(2_000)
     const scanPorts = ctx.quick ? 16_384 : 65_535
     const spec = { mode: 'newport', fromPort: 1, toPort: scanPorts, portStep: 1, concurrency: SCAN_CONCURRENCY, durationMs: 150_000, connectTimeoutMs: 3_000 } as const
-    const scan = await measure(sys, ctx, () => runLoadGen(sys.pair, spec, 1))
+    const scan = await measure(sys, () => runLoadGen(sys.pair, spec), ctx)
     await sleep(2_000)
     return {
       idleKiB,
@@ -244,5 +245,5 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
       scanPorts,
       afterScanKiB: readProcUsage(sys.pid).rssKiB,
     }
-  })
+  }, { kind, scenario: 'memory' })
 }

@@ -31,13 +31,11 @@ export function createNormalResponder(options: NormalResponderOptions): Responde
         done = true
         clearTimeout(maxTimer)
         if (silenceTimer !== undefined) clearTimeout(silenceTimer)
-        conn.signal.removeEventListener('abort', onAbort)
         socket.setTimeout(0)
         if (GRACEFUL.has(reason) && !socket.destroyed) socket.end(() => socket.destroy())
         else if (!socket.destroyed) socket.resetAndDestroy()
         resolve(reason)
       }
-      const onAbort = (): void => finish('shutdown')
 
       const send = (): void => {
         // Looked up per reply so a template changed while the connection is open is used at once.
@@ -58,10 +56,8 @@ export function createNormalResponder(options: NormalResponderOptions): Responde
       }
 
       const maxTimer = setTimeout(() => finish('max-duration'), limits.maxDurationMs)
-      conn.signal.addEventListener('abort', onAbort, { once: true })
-      if (conn.signal.aborted) return finish('shutdown')
-
-      socket.setNoDelay(true)
+      conn.onShutdown(() => finish('shutdown'))
+      // No setNoDelay here: the listeners are created with noDelay, so every accepted socket already has it.
       socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'))
       socket.on('data', (chunk: Buffer) => {
         if (recorder.received(chunk)) return finish('size-limit')

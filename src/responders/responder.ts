@@ -12,7 +12,12 @@ export interface Connection {
   readonly policy: PortPolicy
   readonly recorder: AttackRecorder // every byte in and out goes through it
   readonly log: Logger // child bound to { attackId, src, dport }
-  readonly signal: AbortSignal // aborted when the sensor shuts down
+  /**
+   * Registers how to end this session when the sensor shuts down (the responder then resolves with 'shutdown').
+   * A plain callback rather than an AbortSignal: an AbortController and an EventTarget listener per connection cost
+   * more than the rest of the bookkeeping on a hot port.
+   */
+  onShutdown(end: () => void): void
 }
 
 /** Serves TCP connections in one mode. */

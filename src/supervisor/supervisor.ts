@@ -44,6 +44,11 @@ export interface SupervisorStats {
   readonly listenerLimitHits: number
 }
 
+/** A TCP session in progress: how to end it at shutdown, once its responder has said. */
+interface OpenSession {
+  end: (() => void) | undefined
+}
+
 // Bounds how often a recurring condition is logged (limits under a flood would otherwise flood the log too).
 const WARN_INTERVAL_MS = 10_000
 // First datagrams whose session has not started yet; far more than can be in flight between verdict and delivery.
@@ -61,10 +66,10 @@ export class Supervisor {
   readonly #listeners = new Map<number, Listener>()
   readonly #binding = new Map<number, Promise<void>>()
   readonly #owned = new Map<number, number>() // key -> time until which we don't retry the bind
-  readonly #sessions = new Set<AbortController>()
+  readonly #sessions = new Set<OpenSession>()
+  #drained: (() => void) | null = null
   // The destination address of recent first datagrams, from the monitor: a wildcard UDP socket cannot tell it.
   readonly #udpTargets = new Map<string, string>()
-  readonly #settled = new Set<Promise<unknown>>()
   readonly #sweepTimer: NodeJS.Timeout
   #closing = false
   #lastLimitWarnMs = 0
@@ -118,8 +123,10 @@ export class Supervisor {
     await Promise.allSettled([...this.#binding.values()])
     for (const listener of this.#listeners.values()) listener.close()
     this.#listeners.clear()
-    for (const controller of this.#sessions) controller.abort()
-    await Promise.allSettled([...this.#settled])
+    if (this.#sessions.size === 0) return
+    const drained = new Promise<void>((resolve) => (this.#drained = resolve))
+    for (const session of [...this.#sessions]) session.end?.()
+    await drained
   }
 
   #rememberUdpTarget(attempt: ConnectionAttempt): void {
@@ -242,26 +249,28 @@ export class Supervisor {
       target,
       maxAttackBytes: this.#o.maxAttackBytes,
     })
-    const controller = new AbortController()
-    this.#sessions.add(controller)
+    const session: OpenSession = { end: undefined }
+    this.#sessions.add(session)
+    listener.sessionStarted()
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
     log.debug({ sport: srcPort }, 'connection accepted')
-    const served = this.#o.responder
-      .handle({ socket, source, target, policy, recorder, log, signal: controller.signal })
-      .catch((err: unknown): CloseReason => {
-        // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
-        log.error({ err }, 'responder failed')
-        socket.destroy()
-        return 'peer-reset'
-      })
-      .then((reason) => {
-        this.#sessions.delete(controller)
-        this.#o.limiter.release(srcAddress)
-        this.#record(recorder.finish(reason))
-        log.debug({ reason, bytesReceived: recorder.bytesReceived }, 'connection closed')
-      })
-    this.#settled.add(served)
-    void served.finally(() => this.#settled.delete(served))
+    const done = (reason: CloseReason): void => {
+      this.#sessions.delete(session)
+      listener.sessionEnded()
+      this.#o.limiter.release(srcAddress)
+      this.#record(recorder.finish(reason))
+      log.debug({ reason, bytesReceived: recorder.bytesReceived }, 'connection closed')
+      if (this.#sessions.size === 0) this.#drained?.()
+    }
+    const onShutdown = (end: () => void): void => {
+      session.end = end
+    }
+    this.#o.responder.handle({ socket, source, target, policy, recorder, log, onShutdown }).then(done, (err: unknown) => {
+      // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
+      log.error({ err }, 'responder failed')
+      socket.destroy()
+      done('peer-reset')
+    })
   }
 
   #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void): UdpSessionHandle | null {

@@ -6,7 +6,7 @@ export interface TcpListenerOptions {
   readonly family: AddressFamily
   readonly port: number
   readonly backlog: number
-  /** Called for every accepted connection; `listener.active` is already counted. */
+  /** Called for every accepted connection; the callee counts it with sessionStarted()/sessionEnded() if it keeps it. */
   readonly onConnection: (listener: TcpListener, socket: Socket) => void
 }
 
@@ -31,11 +31,7 @@ export class TcpListener implements Listener {
   static open(options: TcpListenerOptions): Promise<TcpListener> {
     const server = createServer({ noDelay: true })
     const listener = new TcpListener(server, options)
-    server.on('connection', (socket) => {
-      listener.#active++
-      socket.once('close', () => listener.#active--)
-      options.onConnection(listener, socket)
-    })
+    server.on('connection', (socket) => options.onConnection(listener, socket))
     return new Promise((resolve, reject) => {
       server.once('error', reject)
       server.listen(
@@ -52,6 +48,15 @@ export class TcpListener implements Listener {
 
   get active(): number {
     return this.#active
+  }
+
+  /** Counts a session served through this listener (idle listeners, with none, are the ones evicted first). */
+  sessionStarted(): void {
+    this.#active++
+  }
+
+  sessionEnded(): void {
+    this.#active--
   }
 
   close(): void {
