@@ -129,6 +129,7 @@ async function main(): Promise<number> {
   writeFileSync(configPath, BENCH_CONFIG)
   const startedMs = Date.now()
   const startedAt = new Date(startedMs).toISOString()
+  const tree = await describeTree() // now, next to the build `npm run bench` just made: the tree may change during the run
   const cleanup = async (): Promise<void> => {
     await stopAllSystems()
     rmSync(dir, { recursive: true, force: true })
@@ -166,7 +167,7 @@ async function main(): Promise<number> {
     startedAt,
     durationMs: Date.now() - startedMs,
     machine: describeMachine(),
-    tree: await describeTree(),
+    tree,
     options: { quick: options.quick, only: options.only, genProcs: options.genProcs },
     rules: { reference, honeytrap, identical: reference === null || honeytrap === null ? null : reference === honeytrap },
     ...sections,
