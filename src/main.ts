@@ -101,14 +101,14 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   })
 
   const excluded = await resolveExcludes(config)
-  const sessionLimits = { idleTimeoutMs: config.responder.idleTimeoutMs, maxDurationMs: config.responder.maxDurationMs }
   const supervisor = new Supervisor({
     listeners: config.listeners,
     maxAttackBytes: config.responder.maxAttackBytes,
+    maxSessionMs: config.responder.maxDurationMs,
     udpSessionIdleMs: config.udp.sessionIdleMs,
     policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
     limiter: new SourceLimiter(limits),
-    responder: createNormalResponder({ templates, limits: sessionLimits, silence: config.responder.silence }),
+    responder: createNormalResponder({ templates, idleTimeoutMs: config.responder.idleTimeoutMs, silence: config.responder.silence }),
     datagramResponder: createNormalDatagramResponder({ templates, maxReplyRatio: config.udp.maxReplyRatio }),
     sink: (attack) => store.enqueue(attack),
     log,

@@ -55,6 +55,10 @@ export class AttackRecorder {
     this.#sent += byteCount
   }
 
+  get source(): Endpoint {
+    return this.#options.source
+  }
+
   get bytesReceived(): number {
     return this.#received
   }

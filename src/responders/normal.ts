@@ -1,79 +1,141 @@
+import type { Socket } from 'node:net'
 import type { CloseReason } from '../attack/attack.js'
-import type { Connection, Responder, SessionLimits } from './responder.js'
+import type { Connection, EndableSession, Responder } from './responder.js'
 import type { TemplateStore } from './templates.js'
 
 export interface NormalResponderOptions {
   readonly templates: TemplateStore
-  readonly limits: SessionLimits
+  readonly idleTimeoutMs: number
   readonly silence: { readonly intervalMs: number; readonly maxReplies: number }
 }
 
 // Reasons after which we close gracefully (FIN, pending replies flushed); the others reset.
 const GRACEFUL: ReadonlySet<CloseReason> = new Set(['peer-closed', 'idle-timeout', 'max-duration', 'replies-done', 'shutdown'])
 
+const kSession = Symbol('normal-session')
+type SessionSocket = Socket & { [kSession]?: NormalSession }
+
+/**
+ * One connection in normal mode. Its socket handlers are shared module-level functions that find the session on the
+ * socket, and its timers get the session as an argument: no closures per connection, which matters when ten thousand
+ * idle connections are held open and on the hot path.
+ */
+class NormalSession implements EndableSession {
+  readonly conn: Connection
+  readonly options: NormalResponderOptions
+  readonly resolve: (reason: CloseReason) => void
+  done = false
+  answered = false
+  replies = 0
+  silenceTimer: NodeJS.Timeout | undefined
+
+  constructor(conn: Connection, options: NormalResponderOptions, resolve: (reason: CloseReason) => void) {
+    this.conn = conn
+    this.options = options
+    this.resolve = resolve
+  }
+
+  start(): void {
+    const socket = this.conn.socket as SessionSocket
+    socket[kSession] = this
+    // No setNoDelay here: the listeners are created with noDelay, so every accepted socket already has it.
+    socket.setTimeout(this.options.idleTimeoutMs)
+    socket.on('timeout', onTimeout)
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    this.conn.register(this)
+    const reply = this.conn.policy.reply
+    if (reply === 'banner') this.send()
+    else if (reply === 'silence') this.armSilence()
+  }
+
+  data(chunk: Buffer): void {
+    if (this.conn.recorder.received(chunk)) return this.end('size-limit')
+    const reply = this.conn.policy.reply
+    if (reply === 'on-data' && !this.answered) {
+      this.answered = true
+      this.send()
+    } else if (reply === 'silence') this.armSilence()
+  }
+
+  send(): void {
+    const socket = this.conn.socket
+    // Looked up per reply so a template changed while the connection is open is used at once.
+    const template = this.options.templates.get(this.conn.target.port, 'tcp')
+    if (template === undefined || socket.destroyed || socket.writableEnded) return
+    socket.write(template)
+    this.conn.recorder.sent(template.length)
+  }
+
+  armSilence(): void {
+    clearTimeout(this.silenceTimer)
+    this.silenceTimer = setTimeout(onSilence, this.options.silence.intervalMs, this)
+  }
+
+  /** Ends the session once; later calls (a close racing an error, the sweep racing the peer) do nothing. */
+  end(reason: CloseReason): void {
+    if (this.done) return
+    this.done = true
+    clearTimeout(this.silenceTimer)
+    const socket = this.conn.socket
+    socket.setTimeout(0)
+    if (!socket.destroyed) {
+      if (GRACEFUL.has(reason)) {
+        // Flush what was written, send FIN, then let go: an attacker who never closes must not hold the socket.
+        socket.once('finish', destroySocket)
+        socket.end()
+      } else socket.resetAndDestroy()
+    }
+    this.resolve(reason)
+  }
+}
+
+function sessionOf(socket: Socket): NormalSession | undefined {
+  return (socket as SessionSocket)[kSession]
+}
+
+function onData(this: Socket, chunk: Buffer): void {
+  sessionOf(this)?.data(chunk)
+}
+
+function onEnd(this: Socket): void {
+  sessionOf(this)?.end('peer-closed')
+}
+
+function onError(this: Socket): void {
+  sessionOf(this)?.end('peer-reset')
+}
+
+function onClose(this: Socket, hadError: boolean): void {
+  sessionOf(this)?.end(hadError ? 'peer-reset' : 'peer-closed')
+}
+
+function onTimeout(this: Socket): void {
+  sessionOf(this)?.end('idle-timeout')
+}
+
+function destroySocket(this: Socket): void {
+  this.destroy()
+}
+
+function onSilence(session: NormalSession): void {
+  session.send()
+  session.replies++
+  if (session.replies >= session.options.silence.maxReplies) session.end('replies-done')
+  else session.armSilence()
+}
+
 /**
  * Normal mode: answers from the port's template. With no template the port stays silent and keeps reading, like a
  * service waiting for a request; that is the least fingerprintable default (no filler bytes, no random data).
  */
 export function createNormalResponder(options: NormalResponderOptions): Responder {
-  const { templates, limits, silence } = options
-
-  function handle(conn: Connection): Promise<CloseReason> {
-    const { socket, recorder, policy, target } = conn
-    return new Promise<CloseReason>((resolve) => {
-      let done = false
-      let answered = false
-      let replies = 0
-      let silenceTimer: NodeJS.Timeout | undefined
-
-      const finish = (reason: CloseReason): void => {
-        if (done) return
-        done = true
-        clearTimeout(maxTimer)
-        if (silenceTimer !== undefined) clearTimeout(silenceTimer)
-        socket.setTimeout(0)
-        if (GRACEFUL.has(reason) && !socket.destroyed) socket.end(() => socket.destroy())
-        else if (!socket.destroyed) socket.resetAndDestroy()
-        resolve(reason)
-      }
-
-      const send = (): void => {
-        // Looked up per reply so a template changed while the connection is open is used at once.
-        const template = templates.get(target.port, 'tcp')
-        if (template === undefined || socket.destroyed || socket.writableEnded) return
-        socket.write(template)
-        recorder.sent(template.length)
-      }
-
-      const armSilence = (): void => {
-        if (silenceTimer !== undefined) clearTimeout(silenceTimer)
-        silenceTimer = setTimeout(() => {
-          send()
-          replies++
-          if (replies >= silence.maxReplies) finish('replies-done')
-          else armSilence()
-        }, silence.intervalMs)
-      }
-
-      const maxTimer = setTimeout(() => finish('max-duration'), limits.maxDurationMs)
-      conn.onShutdown(() => finish('shutdown'))
-      // No setNoDelay here: the listeners are created with noDelay, so every accepted socket already has it.
-      socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'))
-      socket.on('data', (chunk: Buffer) => {
-        if (recorder.received(chunk)) return finish('size-limit')
-        if (policy.reply === 'on-data' && !answered) {
-          answered = true
-          send()
-        } else if (policy.reply === 'silence') armSilence()
-      })
-      socket.on('end', () => finish('peer-closed'))
-      socket.on('error', () => finish('peer-reset'))
-      socket.on('close', (hadError) => finish(hadError ? 'peer-reset' : 'peer-closed'))
-
-      if (policy.reply === 'banner') send()
-      else if (policy.reply === 'silence') armSilence()
-    })
+  return {
+    mode: 'normal',
+    handle(conn: Connection): Promise<CloseReason> {
+      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, resolve).start())
+    },
   }
-
-  return { mode: 'normal', handle }
 }

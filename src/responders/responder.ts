@@ -13,11 +13,17 @@ export interface Connection {
   readonly recorder: AttackRecorder // every byte in and out goes through it
   readonly log: Logger // child bound to { attackId, src, dport }
   /**
-   * Registers how to end this session when the sensor shuts down (the responder then resolves with 'shutdown').
-   * A plain callback rather than an AbortSignal: an AbortController and an EventTarget listener per connection cost
-   * more than the rest of the bookkeeping on a hot port.
+   * Hands the supervisor the way to end this session early: at shutdown ('shutdown') or when it reaches the maximum
+   * session duration ('max-duration'); the responder then resolves with that reason. An object with a method rather
+   * than an AbortSignal: an AbortController and an EventTarget listener per connection cost more than all the rest
+   * of the bookkeeping on a hot port.
    */
-  onShutdown(end: () => void): void
+  register(session: EndableSession): void
+}
+
+/** A session the supervisor can end; `end` is idempotent. */
+export interface EndableSession {
+  end(reason: CloseReason): void
 }
 
 /** Serves TCP connections in one mode. */
@@ -25,12 +31,6 @@ export interface Responder {
   readonly mode: ResponderMode
   /** Serves one connection to its end; resolves with why it ended and never rejects for peer misbehaviour. */
   handle(conn: Connection): Promise<CloseReason>
-}
-
-/** Per-session time and size limits every responder enforces. */
-export interface SessionLimits {
-  readonly idleTimeoutMs: number
-  readonly maxDurationMs: number
 }
 
 /** One UDP session (one peer address and port) as a datagram responder sees it. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
@@ -15,46 +15,45 @@ export interface BatchResult {
   readonly error: unknown // the failure when nothing was written and the batch may be retried; null otherwise
 }
 
+// Positional parameters, in column order: binding an array is cheaper than matching 19 named parameters per row.
 const INSERT_SQL = `INSERT INTO attacks (
   id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
   bytes_received, bytes_sent, truncated, payload, payload_size, md5, sha256, sha512
-) VALUES (
-  @id, @protocol, @family, @mode, @srcIp, @srcPort, @dstIp, @dstPort, @startedAt, @endedAt, @closeReason,
-  @bytesReceived, @bytesSent, @truncated, @payload, @payloadSize, @md5, @sha256, @sha512
-)`
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 interface Row {
   readonly attack: Attack
   readonly sha256: string
-  readonly bind: Record<string, string | number | Buffer>
+  readonly values: readonly (string | number | Buffer)[]
 }
 
 function hashRow(a: Attack): Row {
-  const sha256 = createHash('sha256').update(a.payload).digest('hex')
+  // One-shot digests (crypto.hash): no Hash object per algorithm and attack.
+  const sha256 = hash('sha256', a.payload, 'hex')
   return {
     attack: a,
     sha256,
-    bind: {
-      id: a.id,
-      protocol: a.protocol,
-      family: a.family,
-      mode: a.mode,
-      srcIp: a.source.address,
-      srcPort: a.source.port,
-      dstIp: a.target.address,
-      dstPort: a.target.port,
-      startedAt: a.startedAtMs,
-      endedAt: a.endedAtMs,
-      closeReason: a.closeReason,
-      bytesReceived: a.bytesReceived,
-      bytesSent: a.bytesSent,
-      truncated: a.truncated ? 1 : 0,
-      payload: a.payload,
-      payloadSize: a.payload.length,
-      md5: createHash('md5').update(a.payload).digest('hex'),
+    values: [
+      a.id,
+      a.protocol,
+      a.family,
+      a.mode,
+      a.source.address,
+      a.source.port,
+      a.target.address,
+      a.target.port,
+      a.startedAtMs,
+      a.endedAtMs,
+      a.closeReason,
+      a.bytesReceived,
+      a.bytesSent,
+      a.truncated ? 1 : 0,
+      a.payload,
+      a.payload.length,
+      hash('md5', a.payload, 'hex'),
       sha256,
-      sha512: createHash('sha512').update(a.payload).digest('hex'),
-    },
+      hash('sha512', a.payload, 'hex'),
+    ],
   }
 }
 
@@ -78,7 +77,7 @@ export class SqliteWriter {
     this.#log = log
     const insert = db.prepare(INSERT_SQL)
     this.#insertAll = db.transaction((rows: readonly Row[]) => {
-      for (const row of rows) insert.run(row.bind)
+      for (const row of rows) insert.run(row.values)
     })
   }
 

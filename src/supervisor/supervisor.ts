@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
 import type { ConnectionAttempt } from '../monitor/packet-source.js'
-import type { DatagramResponder, Responder } from '../responders/responder.js'
+import type { DatagramResponder, EndableSession, Responder } from '../responders/responder.js'
 import { listenerKey, type Listener } from './listener.js'
 import type { PortPolicyTable } from './port-policy.js'
 import type { SourceLimiter } from './source-limiter.js'
@@ -21,6 +21,7 @@ export interface SupervisorOptions {
     readonly backlog: number
   }
   readonly maxAttackBytes: number
+  readonly maxSessionMs: number // sessions older than this are ended ('max-duration') by a sweep
   readonly udpSessionIdleMs: number
   readonly policy: PortPolicyTable
   readonly limiter: SourceLimiter
@@ -44,15 +45,16 @@ export interface SupervisorStats {
   readonly listenerLimitHits: number
 }
 
-/** A TCP session in progress: how to end it at shutdown, once its responder has said. */
+/** A session in progress (TCP connection or UDP session): when it began and how to end it early. */
 interface OpenSession {
-  end: (() => void) | undefined
+  readonly startedAtMs: number
+  control: EndableSession | undefined // set by the responder (TCP) or the UDP listener
 }
 
 // Bounds how often a recurring condition is logged (limits under a flood would otherwise flood the log too).
 const WARN_INTERVAL_MS = 10_000
-// First datagrams whose session has not started yet; far more than can be in flight between verdict and delivery.
-const MAX_UDP_TARGETS = 4_096
+// Attempts whose session has not started yet; far more than can be in flight between verdict and accept.
+const MAX_TARGETS = 4_096
 
 /**
  * Turns connection attempts into listeners, bound on demand before the monitor lets the packet through, and
@@ -68,9 +70,11 @@ export class Supervisor {
   readonly #owned = new Map<number, number>() // key -> time until which we don't retry the bind
   readonly #sessions = new Set<OpenSession>()
   #drained: (() => void) | null = null
-  // The destination address of recent first datagrams, from the monitor: a wildcard UDP socket cannot tell it.
-  readonly #udpTargets = new Map<string, string>()
+  // The destination address of recent attempts, from the monitor: a wildcard UDP socket cannot tell it, and for TCP it
+  // saves a getsockname() per connection. Keyed by protocol, source address and port, and destination port.
+  readonly #targets = new Map<string, string>()
   readonly #sweepTimer: NodeJS.Timeout
+  readonly #sessionSweepTimer: NodeJS.Timeout
   #closing = false
   #lastLimitWarnMs = 0
   #counters = { bound: 0, bindFailures: 0, ownedByOthers: 0, evicted: 0, idleClosed: 0, ignored: 0, recorded: 0, listenerLimitHits: 0 }
@@ -80,6 +84,9 @@ export class Supervisor {
     this.#log = options.log.child({ component: 'supervisor' })
     const sweepEveryMs = Math.max(250, Math.min(5_000, Math.floor(options.listeners.idleLifetimeMs / 4)))
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepEveryMs).unref()
+    // One timer for every session's maximum duration instead of one per session; ends them within a second or so.
+    const sessionSweepMs = Math.max(50, Math.min(1_000, Math.floor(options.maxSessionMs / 4)))
+    this.#sessionSweepTimer = setInterval(() => this.#sweepSessions(), sessionSweepMs).unref()
   }
 
   /** The monitor's handler: resolves when a listener for the attempt's port exists (or none will be made). */
@@ -90,7 +97,7 @@ export class Supervisor {
       this.#counters.ignored++
       return
     }
-    if (attempt.protocol === 'udp') this.#rememberUdpTarget(attempt)
+    this.#rememberTarget(attempt)
     const key = listenerKey(attempt.family, attempt.protocol, attempt.dstPort)
     const existing = this.#listeners.get(key)
     if (existing !== undefined) {
@@ -120,21 +127,36 @@ export class Supervisor {
     if (this.#closing) return
     this.#closing = true
     clearInterval(this.#sweepTimer)
+    clearInterval(this.#sessionSweepTimer)
     await Promise.allSettled([...this.#binding.values()])
+    const drained = this.#sessions.size === 0 ? null : new Promise<void>((resolve) => (this.#drained = resolve))
+    for (const session of [...this.#sessions]) session.control?.end('shutdown')
     for (const listener of this.#listeners.values()) listener.close()
     this.#listeners.clear()
-    if (this.#sessions.size === 0) return
-    const drained = new Promise<void>((resolve) => (this.#drained = resolve))
-    for (const session of [...this.#sessions]) session.end?.()
-    await drained
+    if (drained !== null) await drained
   }
 
-  #rememberUdpTarget(attempt: ConnectionAttempt): void {
-    this.#udpTargets.set(`${attempt.srcAddress}|${attempt.srcPort}|${attempt.dstPort}`, attempt.dstAddress)
-    if (this.#udpTargets.size > MAX_UDP_TARGETS) {
-      const oldest = this.#udpTargets.keys().next()
-      if (oldest.done !== true) this.#udpTargets.delete(oldest.value)
+  #sweepSessions(): void {
+    const cutoff = Date.now() - this.#o.maxSessionMs
+    for (const session of this.#sessions) if (session.startedAtMs <= cutoff) session.control?.end('max-duration')
+  }
+
+  #rememberTarget(attempt: ConnectionAttempt): void {
+    this.#targets.set(`${attempt.protocol}|${attempt.srcAddress}|${attempt.srcPort}|${attempt.dstPort}`, attempt.dstAddress)
+    if (this.#targets.size > MAX_TARGETS) {
+      // Attempts that never became a session (half-open scans) age out first in, first out.
+      const oldest = this.#targets.keys().next()
+      if (oldest.done !== true) this.#targets.delete(oldest.value)
     }
+  }
+
+  /** The attacked address for a new session, as the monitor saw it; null when it was not seen (or aged out). */
+  #takeTarget(protocol: Protocol, srcAddress: string, srcPort: number, dstPort: number): string | null {
+    const key = `${protocol}|${srcAddress}|${srcPort}|${dstPort}`
+    const address = this.#targets.get(key)
+    if (address === undefined) return null
+    this.#targets.delete(key)
+    return address
   }
 
   #touch(listener: Listener): void {
@@ -149,7 +171,7 @@ export class Supervisor {
       const listener =
         protocol === 'tcp'
           ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s) })
-          : await UdpListener.open({ family, port, sessionIdleMs: this.#o.udpSessionIdleMs, startSession: (l, peer, send) => this.#startUdp(l, peer, send) })
+          : await UdpListener.open({ family, port, sessionIdleMs: this.#o.udpSessionIdleMs, startSession: (l, peer, send, control) => this.#startUdp(l, peer, send, control) })
       if (this.#closing) {
         listener.close()
         return
@@ -239,68 +261,56 @@ export class Supervisor {
     }
     this.#touch(listener)
     const source: Endpoint = { address: srcAddress, port: srcPort }
-    const target: Endpoint = { address: socket.localAddress ?? '', port: listener.port }
+    const dstAddress = this.#takeTarget('tcp', srcAddress, srcPort, listener.port) ?? socket.localAddress ?? ''
+    const target: Endpoint = { address: dstAddress, port: listener.port }
     const policy = this.#o.policy.resolve('tcp', listener.port)
-    const recorder = new AttackRecorder({
-      protocol: 'tcp',
-      family: listener.family,
-      mode: policy.mode,
-      source,
-      target,
-      maxAttackBytes: this.#o.maxAttackBytes,
-    })
-    const session: OpenSession = { end: undefined }
+    const recorder = new AttackRecorder({ protocol: 'tcp', family: listener.family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes })
+    const session: OpenSession = { startedAtMs: recorder.startedAtMs, control: undefined }
     this.#sessions.add(session)
     listener.sessionStarted()
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
     log.debug({ sport: srcPort }, 'connection accepted')
-    const done = (reason: CloseReason): void => {
-      this.#sessions.delete(session)
-      listener.sessionEnded()
-      this.#o.limiter.release(srcAddress)
-      this.#record(recorder.finish(reason))
-      log.debug({ reason, bytesReceived: recorder.bytesReceived }, 'connection closed')
-      if (this.#sessions.size === 0) this.#drained?.()
+    const register = (control: EndableSession): void => {
+      session.control = control
     }
-    const onShutdown = (end: () => void): void => {
-      session.end = end
-    }
-    this.#o.responder.handle({ socket, source, target, policy, recorder, log, onShutdown }).then(done, (err: unknown) => {
-      // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
-      log.error({ err }, 'responder failed')
-      socket.destroy()
-      done('peer-reset')
-    })
+    this.#o.responder.handle({ socket, source, target, policy, recorder, log, register }).then(
+      (reason) => this.#endSession(session, recorder, reason, listener),
+      (err: unknown) => {
+        // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
+        log.error({ err }, 'responder failed')
+        socket.destroy()
+        this.#endSession(session, recorder, 'peer-reset', listener)
+      },
+    )
   }
 
-  #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void): UdpSessionHandle | null {
+  #endSession(session: OpenSession, recorder: AttackRecorder, reason: CloseReason, listener: TcpListener | null): void {
+    this.#sessions.delete(session)
+    listener?.sessionEnded()
+    this.#o.limiter.release(recorder.source.address)
+    this.#record(recorder.finish(reason))
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ attackId: recorder.id, reason, bytesReceived: recorder.bytesReceived }, 'session closed')
+    if (this.#sessions.size === 0) this.#drained?.()
+  }
+
+  #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void, control: EndableSession): UdpSessionHandle | null {
     if (this.#closing || !this.#admit(peer.address)) return null
     const policy = this.#o.policy.resolve('udp', listener.port)
-    const targetKey = `${peer.address}|${peer.port}|${listener.port}`
-    const dstAddress = this.#udpTargets.get(targetKey) ?? (listener.family === 6 ? '::' : '0.0.0.0')
-    this.#udpTargets.delete(targetKey)
+    const dstAddress = this.#takeTarget('udp', peer.address, peer.port, listener.port) ?? (listener.family === 6 ? '::' : '0.0.0.0')
     const target: Endpoint = { address: dstAddress, port: listener.port }
-    const recorder = new AttackRecorder({
-      protocol: 'udp',
-      family: listener.family,
-      mode: policy.mode,
-      source: peer,
-      target,
-      maxAttackBytes: this.#o.maxAttackBytes,
-    })
-    const session = { source: peer, target, recorder, send }
+    const recorder = new AttackRecorder({ protocol: 'udp', family: listener.family, mode: policy.mode, source: peer, target, maxAttackBytes: this.#o.maxAttackBytes })
+    const session: OpenSession = { startedAtMs: recorder.startedAtMs, control }
+    this.#sessions.add(session)
+    const datagramSession = { source: peer, target, recorder, send }
     const responder = this.#o.datagramResponder
     return {
       datagram: (data: Buffer): CloseReason | null => {
         this.#touch(listener)
         if (recorder.received(data)) return 'size-limit'
-        responder.onDatagram(session)
+        responder.onDatagram(datagramSession)
         return null
       },
-      finish: (reason: CloseReason): void => {
-        this.#o.limiter.release(peer.address)
-        this.#record(recorder.finish(reason))
-      },
+      finish: (reason: CloseReason): void => this.#endSession(session, recorder, reason, null),
     }
   }
 }

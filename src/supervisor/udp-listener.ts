@@ -1,5 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import type { AddressFamily, CloseReason, Endpoint } from '../attack/attack.js'
+import type { EndableSession } from '../responders/responder.js'
 import { listenerKey, wildcardAddress, type Listener } from './listener.js'
 
 /** One UDP session's behaviour, created by the supervisor for each new peer. */
@@ -14,8 +15,11 @@ export interface UdpListenerOptions {
   readonly family: AddressFamily
   readonly port: number
   readonly sessionIdleMs: number
-  /** A new peer: admit it and return its session, or null to drop the datagram (refusals are counted there). */
-  readonly startSession: (listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void) => UdpSessionHandle | null
+  /**
+   * A new peer: admit it and return its session, or null to drop the datagram (refusals are counted there). `control`
+   * ends the session from outside (shutdown, maximum duration).
+   */
+  readonly startSession: (listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void, control: EndableSession) => UdpSessionHandle | null
 }
 
 interface Session {
@@ -88,7 +92,7 @@ export class UdpListener implements Listener {
       const send = (reply: Buffer): void => {
         if (!this.#closed) this.#socket.send(reply, peer.port, peer.address)
       }
-      const handle = this.#options.startSession(this, peer, send)
+      const handle = this.#options.startSession(this, peer, send, { end: (reason) => this.#end(key, reason) })
       if (handle === null) return
       session = { handle, timer: setTimeout(() => this.#end(key, 'idle-timeout'), this.#options.sessionIdleMs) }
       this.#sessions.set(key, session)

@@ -112,12 +112,13 @@ async function startSupervisor(options: HarnessOptions = {}): Promise<Harness> {
   const supervisor = new Supervisor({
     listeners: config.listeners,
     maxAttackBytes: config.responder.maxAttackBytes,
+    maxSessionMs: config.responder.maxDurationMs,
     udpSessionIdleMs: config.udp.sessionIdleMs,
     policy: buildPortPolicy(config.ports, config.responder.bannerPorts),
     limiter,
     responder: createNormalResponder({
       templates,
-      limits: { idleTimeoutMs: config.responder.idleTimeoutMs, maxDurationMs: config.responder.maxDurationMs },
+      idleTimeoutMs: config.responder.idleTimeoutMs,
       silence: config.responder.silence,
     }),
     datagramResponder: createNormalDatagramResponder({ templates, maxReplyRatio: config.udp.maxReplyRatio }),
@@ -793,6 +794,20 @@ describe('UDP', () => {
       truncated: false,
     })
     expect(attack!.payload.toString()).toBe('first|second')
+  })
+
+  it('max duration also ends a UDP session whose peer never falls silent', async () => {
+    const port = await freeUdpPort()
+    const h = await startSupervisor({ config: { udp: { sessionIdleMs: 10_000 }, responder: { maxDurationMs: 300 } } })
+    await h.attempt('udp', port)
+    const client = await udpClient()
+    const ticker = setInterval(() => void client.send('tick', port), 40)
+    onTestFinished(() => clearInterval(ticker))
+    const [attack] = await h.attacksReady(1)
+    clearInterval(ticker)
+    expect(attack!.closeReason).toBe('max-duration')
+    expect(attack!.endedAtMs - attack!.startedAtMs).toBeGreaterThanOrEqual(290)
+    expect(attack!.payload.toString()).toMatch(/^(tick)+$/)
   })
 
   it('20 datagrams fired at once from one socket are still one session', async () => {
