@@ -35,11 +35,12 @@ async function ip(args: readonly string[]): Promise<string> {
   }
 }
 
-/** Creates the pair; `subnet` (0-255) picks 198.18.<subnet>.0/24 so concurrent pairs never share addresses. */
+/** Creates the pair; `subnet` (1-254) picks 198.18.<subnet>.0/24 so concurrent pairs never share addresses. */
 export async function createNetnsPair(options: { readonly label: string; readonly subnet?: number }): Promise<NetnsPair> {
   if (process.getuid?.() !== 0) throw new HoneytrapError('HT_ERR_NOT_ROOT', 'network namespaces need root')
   const tag = randomBytes(3).toString('hex')
-  const subnet = options.subnet ?? randomBytes(1)[0]!
+  // 1 to 254: a 0 would make the IPv6 prefix fd00:4854:0::, which the kernel prints as fd00:4854:: (not our text).
+  const subnet = options.subnet ?? 1 + (randomBytes(1)[0]! % 254)
   const sensorNs = `ht-${options.label}-${process.pid}-${tag}-s`
   const attackerNs = `ht-${options.label}-${process.pid}-${tag}-a`
   const vethS = `hts${tag}`
