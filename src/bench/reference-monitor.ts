@@ -34,11 +34,17 @@ const DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_LISTENERS = 4_096
 const READY_FD = 3
 
-/** Answers one connection: the fixed reply on its first bytes, then FIN. Errors (resets) are ignored. */
+/**
+ * Answers one connection the way the sensor's normal mode does: the fixed reply on its first bytes, then the
+ * connection stays open until the client ends it (a honeypot must, or it loses what an exploit sends after the first
+ * reply). With the same bytes and the same conversation on both sides, the ratio measures the sensor's own work:
+ * parsing, policy, limits, recording and storage. Errors (resets) are ignored.
+ */
 function serve(socket: Socket): void {
   socket.setNoDelay(true)
   socket.on('error', () => undefined)
-  socket.once('data', () => socket.end(REFERENCE_REPLY))
+  socket.once('data', () => socket.write(REFERENCE_REPLY))
+  socket.once('end', () => socket.end())
 }
 
 /** Listens on `port` of every address of `family`; calls `done` once bound or refused, whichever happens. */

@@ -111,7 +111,7 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       path: z.string().min(1).default('/var/lib/honeytrap-ts/attacks.db'),
       batchWindowMs: PositiveInt.max(10_000).default(200), // the most a SIGKILL can lose: attacks ended in this window
-      batchMaxAttacks: PositiveInt.default(1_000),
+      batchMaxAttacks: PositiveInt.default(250), // smaller batches: a write holds the event loop for less time
       maxQueuedAttacks: PositiveInt.default(100_000), // past this the store drops (counted) instead of growing
       maxQueuedBytes: PositiveInt.default(256 * 1024 * 1024),
     })

@@ -80,7 +80,7 @@ const DEFAULTS: Config = {
   store: {
     path: '/var/lib/honeytrap-ts/attacks.db',
     batchWindowMs: 200,
-    batchMaxAttacks: 1_000,
+    batchMaxAttacks: 250,
     maxQueuedAttacks: 100_000,
     maxQueuedBytes: 256 * 1024 * 1024,
   },
