@@ -59,6 +59,10 @@ export class AttackRecorder {
     return this.#options.source
   }
 
+  get target(): Endpoint {
+    return this.#options.target
+  }
+
   get bytesReceived(): number {
     return this.#received
   }

@@ -3,9 +3,9 @@ import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
 import type { ConnectionAttempt } from '../monitor/packet-source.js'
-import type { DatagramResponder, EndableSession, Responder } from '../responders/responder.js'
+import type { Connection, DatagramResponder, EndableSession, Responder } from '../responders/responder.js'
 import { listenerKey, type Listener } from './listener.js'
-import type { PortPolicyTable } from './port-policy.js'
+import type { PortPolicy, PortPolicyTable } from './port-policy.js'
 import type { SourceLimiter } from './source-limiter.js'
 import { TcpListener } from './tcp-listener.js'
 import { UdpListener, type UdpSessionHandle } from './udp-listener.js'
@@ -48,7 +48,42 @@ export interface SupervisorStats {
 /** A session in progress (TCP connection or UDP session): when it began and how to end it early. */
 interface OpenSession {
   readonly startedAtMs: number
-  control: EndableSession | undefined // set by the responder (TCP) or the UDP listener
+  readonly control: EndableSession | undefined // set by the responder (TCP) or the UDP listener
+}
+
+/**
+ * One accepted TCP connection: the responder's Connection and the supervisor's open session in one object, so that
+ * a held connection costs one small object here and no closures.
+ */
+class TcpConnection implements Connection, OpenSession {
+  readonly socket: Socket
+  readonly policy: PortPolicy
+  readonly recorder: AttackRecorder
+  readonly log: Logger
+  control: EndableSession | undefined = undefined
+
+  constructor(socket: Socket, policy: PortPolicy, recorder: AttackRecorder, log: Logger) {
+    this.socket = socket
+    this.policy = policy
+    this.recorder = recorder
+    this.log = log
+  }
+
+  get source(): Endpoint {
+    return this.recorder.source
+  }
+
+  get target(): Endpoint {
+    return this.recorder.target
+  }
+
+  get startedAtMs(): number {
+    return this.recorder.startedAtMs
+  }
+
+  register(control: EndableSession): void {
+    this.control = control
+  }
 }
 
 // Bounds how often a recurring condition is logged (limits under a flood would otherwise flood the log too).
@@ -265,21 +300,18 @@ export class Supervisor {
     const target: Endpoint = { address: dstAddress, port: listener.port }
     const policy = this.#o.policy.resolve('tcp', listener.port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family: listener.family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes })
-    const session: OpenSession = { startedAtMs: recorder.startedAtMs, control: undefined }
-    this.#sessions.add(session)
-    listener.sessionStarted()
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
+    const conn = new TcpConnection(socket, policy, recorder, log)
+    this.#sessions.add(conn)
+    listener.sessionStarted()
     log.debug({ sport: srcPort }, 'connection accepted')
-    const register = (control: EndableSession): void => {
-      session.control = control
-    }
-    this.#o.responder.handle({ socket, source, target, policy, recorder, log, register }).then(
-      (reason) => this.#endSession(session, recorder, reason, listener),
+    this.#o.responder.handle(conn).then(
+      (reason) => this.#endSession(conn, recorder, reason, listener),
       (err: unknown) => {
         // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
         log.error({ err }, 'responder failed')
         socket.destroy()
-        this.#endSession(session, recorder, 'peer-reset', listener)
+        this.#endSession(conn, recorder, 'peer-reset', listener)
       },
     )
   }
