@@ -84,6 +84,7 @@ async function scanStep(step: Extract<Step, { type: 'scan' }>): Promise<Record<s
   let next = step.from
   const counts = { open: 0, refused: 0, timeout: 0, other: 0, skipped: 0 }
   const failed: number[] = []
+  const otherCodes: Record<string, number> = {} // what the "other" failures were, by error code
   const deadline = Date.now() + step.deadlineMs
   const connectMs: number[] = []
   const one = (port: number): Promise<void> =>
@@ -106,7 +107,10 @@ async function scanStep(step: Extract<Step, { type: 'scan' }>): Promise<Record<s
         connectMs.push(Number(process.hrtime.bigint() - started) / 1e6)
         done('open')
       })
-      socket.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'other'))
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ECONNREFUSED') otherCodes[err.code ?? err.message] = (otherCodes[err.code ?? err.message] ?? 0) + 1
+        done(err.code === 'ECONNREFUSED' ? 'refused' : 'other')
+      })
     })
   const worker = async (): Promise<void> => {
     while (next <= step.to) {
@@ -122,7 +126,7 @@ async function scanStep(step: Extract<Step, { type: 'scan' }>): Promise<Record<s
   await Promise.all(Array.from({ length: step.concurrency }, worker))
   connectMs.sort((a, b) => a - b)
   const pct = (p: number): number => connectMs[Math.min(connectMs.length - 1, Math.floor((p / 100) * connectMs.length))] ?? -1
-  return { type: 'scan', ...counts, failed, elapsedMs: Date.now() - started, p50Ms: pct(50), p99Ms: pct(99), over1s: connectMs.filter((v) => v >= 1_000).length }
+  return { type: 'scan', ...counts, otherCodes, failed, elapsedMs: Date.now() - started, p50Ms: pct(50), p99Ms: pct(99), over1s: connectMs.filter((v) => v >= 1_000).length }
 }
 
 /** Opens `count` connections and keeps them open, silent, for `holdMs` (idle-connection load). */
