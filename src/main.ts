@@ -120,12 +120,17 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     maxHoldMs: config.monitor.maxHoldMs,
     log,
   })
-  try {
-    monitor.start(supervisor.onAttempt)
-  } catch (err) {
+  // The one teardown, in data-flow order: no new attempts, sessions ended and recorded, everything stored.
+  const teardown = async (): Promise<void> => {
+    await monitor.stop()
     await supervisor.close()
     await store.close()
     templates.close()
+  }
+  try {
+    monitor.start(supervisor.onAttempt)
+  } catch (err) {
+    await teardown()
     throw err
   }
 
@@ -141,10 +146,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     try {
       rules = await installRules(ruleOptions, { log })
     } catch (err) {
-      await monitor.stop()
-      await supervisor.close()
-      await store.close()
-      templates.close()
+      await teardown()
       throw err
     }
   }
@@ -156,10 +158,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
       if (rules !== null) {
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))
       }
-      await monitor.stop()
-      await supervisor.close()
-      await store.close()
-      templates.close()
+      await teardown()
       log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats() }, 'sensor stopped')
     })()
     return stopping

@@ -3,6 +3,9 @@ import { fileURLToPath } from 'node:url'
 import { HoneytrapError } from '../core/errors.js'
 import type { NetnsPair } from './netns-pair.js'
 
+// The most recent log lines kept for waitFor and for tests to read.
+const MAX_KEPT_LINES = 10_000
+
 /** A log line of the sensor, as parsed JSON. */
 export type LogLine = Record<string, unknown> & { readonly msg?: string; readonly level?: number }
 
@@ -10,7 +13,7 @@ export type LogLine = Record<string, unknown> & { readonly msg?: string; readonl
 export interface SensorProcess {
   readonly child: ChildProcess
   readonly pid: number
-  readonly lines: readonly LogLine[]
+  readonly lines: readonly LogLine[] // the most recent ones (up to MAX_KEPT_LINES)
   readonly stderr: () => string
   /** Resolves with the first log line (past or future) matching `predicate`; rejects after `timeoutMs`. */
   waitFor(predicate: (line: LogLine) => boolean, timeoutMs: number): Promise<LogLine>
@@ -55,6 +58,8 @@ export async function startSensorProcess(pair: NetnsPair, args: readonly string[
         line = { msg: text }
       }
       lines.push(line)
+      // Bounded: at log level info a busy sensor writes a line per attack for as long as it runs.
+      if (lines.length > MAX_KEPT_LINES) lines.splice(0, lines.length - MAX_KEPT_LINES / 2)
       for (const w of [...waiters]) {
         if (w.predicate(line)) {
           waiters.delete(w)

@@ -152,9 +152,8 @@ export class Supervisor {
   }
 
   stats(): SupervisorStats {
-    let sessions = 0
-    for (const l of this.#listeners.values()) sessions += l.active
-    return { listeners: this.#listeners.size, binding: this.#binding.size, sessions, ...this.#counters }
+    // Open sessions, including those whose listener was closed meanwhile (they run on to their own end).
+    return { listeners: this.#listeners.size, binding: this.#binding.size, sessions: this.#sessions.size, ...this.#counters }
   }
 
   /** Closes every listener, ends every session with 'shutdown' and waits until each attack has reached the sink. */
