@@ -4,8 +4,11 @@ import { runAttackPlan } from '../../src/netns/sensor-process.js'
 import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
-// The default bound, far below the 65,535 ports: the scan must go through LRU eviction to answer every port.
-const MAX_LISTENERS = 4_096
+// Far below the 65,535 ports, so the scan must go through LRU eviction to answer every port; and above the default
+// (4,096) so that the listener evicted is ~4 s old at this rate, not ~1 s. A listener evicted while a completed
+// handshake still waits in its accept queue (an event loop stalled that long, on a loaded machine) loses that
+// connection's record: a known limit of eviction under overload, see docs/architecture.md.
+const MAX_LISTENERS = 16_384
 
 describeNetns('a scan of all 65,535 TCP ports', () => {
   let fx: SensorFixture
@@ -44,7 +47,8 @@ describeNetns('a scan of all 65,535 TCP ports', () => {
       30_000,
       500,
     )
-    expect(stored).toBeGreaterThanOrEqual(65_534)
+    const warnings = fx.sensor?.lines.filter((l) => (l.level ?? 0) >= 40).map((l) => JSON.stringify(l)) ?? []
+    expect(stored, `sensor warnings: ${warnings.join('\n')}`).toBeGreaterThanOrEqual(65_534)
     console.info(`full scan: ${String(scan?.['elapsedMs'])} ms, connect p50 ${String(scan?.['p50Ms'])} ms, p99 ${String(scan?.['p99Ms'])} ms, sensor fds ${fds}, listeners ${listeners}`)
   }, 240_000)
 })
