@@ -34,6 +34,7 @@ export interface SupervisorOptions {
 export interface SupervisorStats {
   readonly listeners: number
   readonly binding: number
+  readonly releasing: number // listeners taken out of service whose socket is not closed yet (a few loop turns)
   readonly sessions: number
   readonly bound: number
   readonly bindFailures: number
@@ -103,6 +104,7 @@ export class Supervisor {
   readonly #listeners = new Map<number, Listener>()
   readonly #binding = new Map<number, Promise<void>>()
   readonly #owned = new Map<number, number>() // key -> time until which we don't retry the bind
+  readonly #releasing = new Map<number, Promise<void>>() // listeners taken out of service, until their socket is closed
   readonly #sessions = new Set<OpenSession>()
   #drained: (() => void) | null = null
   // The destination address of recent attempts, from the monitor: a wildcard UDP socket cannot tell it, and for TCP it
@@ -141,6 +143,8 @@ export class Supervisor {
     }
     const pending = this.#binding.get(key)
     if (pending !== undefined) return pending
+    const releasing = this.#releasing.get(key)
+    if (releasing !== undefined) return releasing.then(() => this.onAttempt(attempt))
     const ownedUntil = this.#owned.get(key)
     if (ownedUntil !== undefined) {
       if (Date.now() < ownedUntil) return
@@ -153,7 +157,7 @@ export class Supervisor {
 
   stats(): SupervisorStats {
     // Open sessions, including those whose listener was closed meanwhile (they run on to their own end).
-    return { listeners: this.#listeners.size, binding: this.#binding.size, sessions: this.#sessions.size, ...this.#counters }
+    return { listeners: this.#listeners.size, binding: this.#binding.size, releasing: this.#releasing.size, sessions: this.#sessions.size, ...this.#counters }
   }
 
   /** Closes every listener, ends every session with 'shutdown' and waits until each attack has reached the sink. */
@@ -167,6 +171,7 @@ export class Supervisor {
     for (const session of [...this.#sessions]) session.control?.end('shutdown')
     for (const listener of this.#listeners.values()) listener.close()
     this.#listeners.clear()
+    await Promise.allSettled([...this.#releasing.values()])
     if (drained !== null) await drained
   }
 
@@ -194,6 +199,8 @@ export class Supervisor {
   }
 
   #touch(listener: Listener): void {
+    // A listener being released still accepts what was already queued; it must not come back into service.
+    if (this.#listeners.get(listener.key) !== listener) return
     listener.lastUsedMs = Date.now()
     this.#listeners.delete(listener.key)
     this.#listeners.set(listener.key, listener)
@@ -248,10 +255,27 @@ export class Supervisor {
     return true
   }
 
+  /**
+   * Takes a listener out of service. Its socket is closed after the current poll phase, not now: a handshake the
+   * kernel already completed may still wait in its accept queue (the event loop had not reached it yet), and closing at
+   * once would reset that connection unrecorded. Until the socket is released, an attempt for the same port waits.
+   */
   #closeListener(listener: Listener, reason: 'evicted' | 'idle'): void {
     this.#listeners.delete(listener.key)
-    if (listener instanceof UdpListener) listener.close(reason === 'evicted' ? 'evicted' : 'idle-timeout')
-    else listener.close()
+    const released = new Promise<void>((resolve) => {
+      // Two check phases: the first may come before any further poll (when this runs inside one), the second comes
+      // after a full poll phase (which, with an immediate pending, does not block), so whatever was queued is accepted.
+      setImmediate(() =>
+        setImmediate(() => {
+          if (listener instanceof UdpListener) listener.close(reason === 'evicted' ? 'evicted' : 'idle-timeout')
+          else listener.close()
+          // The descriptor is freed in this iteration's close phase: the port can be bound again from the next one.
+          setImmediate(resolve)
+        }),
+      )
+    })
+    this.#releasing.set(listener.key, released)
+    void released.then(() => this.#releasing.delete(listener.key))
     this.#log.debug({ family: listener.family, protocol: listener.protocol, port: listener.port, reason }, 'listener closed')
   }
 

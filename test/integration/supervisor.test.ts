@@ -602,7 +602,7 @@ describe('listeners', () => {
     const client = await connectTcp(port)
     client.socket.end()
     await client.closed
-    await waitFor('the idle listener to close', () => h.supervisor.stats().idleClosed >= 1)
+    await waitFor('the idle listener to close', () => h.supervisor.stats().idleClosed >= 1 && h.supervisor.stats().releasing === 0)
     expect(h.supervisor.stats().listeners).toBe(0)
     expect(await connectOutcome(port)).toBe('ECONNREFUSED')
     await h.attempt('tcp', port)
@@ -635,7 +635,7 @@ describe('listeners', () => {
     await h.attempt('tcp', tcpPort) // bound after the UDP session started: newer in the eviction order
     const ticker = setInterval(() => void client.send('tick', udpPort).catch(() => undefined), 50)
     onTestFinished(() => clearInterval(ticker))
-    await waitFor('the idle TCP listener to close', () => h.supervisor.stats().idleClosed >= 1, 3_000)
+    await waitFor('the idle TCP listener to close', () => h.supervisor.stats().idleClosed >= 1 && h.supervisor.stats().releasing === 0, 3_000)
     clearInterval(ticker)
     expect(await connectOutcome(tcpPort)).toBe('ECONNREFUSED')
     expect(h.supervisor.stats()).toMatchObject({ idleClosed: 1, listeners: 1, sessions: 1 })
@@ -652,6 +652,7 @@ describe('listeners', () => {
       await h.attempt('tcp', port)
       expect(h.supervisor.stats().listeners).toBeLessThanOrEqual(3)
     }
+    await waitFor('the evicted listeners to be released', () => h.supervisor.stats().releasing === 0)
     expect(h.supervisor.stats()).toMatchObject({ listeners: 3, bound: 5, evicted: 2 })
     for (const port of ports.slice(2)) expect(await connectOutcome(port), `port ${port}`).toBe('connected')
     for (const port of ports.slice(0, 2)) expect(await connectOutcome(port), `port ${port}`).toBe('ECONNREFUSED')
@@ -670,9 +671,54 @@ describe('listeners', () => {
     await h.attempt('tcp', c)
     await h.attempt('tcp', a) // a is now the most recently used
     await h.attempt('tcp', d)
+    await waitFor('the evicted listener to be released', () => h.supervisor.stats().releasing === 0)
     expect(h.supervisor.stats()).toMatchObject({ listeners: 3, evicted: 1 })
     expect(await connectOutcome(b)).toBe('ECONNREFUSED')
     for (const port of [a, c, d]) expect(await connectOutcome(port)).toBe('connected')
+  })
+})
+
+describe('eviction and queued handshakes (regression)', () => {
+  it('an evicted listener still accepts and records the handshake already waiting in its queue', async () => {
+    const a = await freeTcpPort()
+    let b = await freeTcpPort()
+    while (b === a) b = await freeTcpPort()
+    const h = await startSupervisor({ config: { listeners: { maxListeners: 1 } } })
+    await h.attempt('tcp', a)
+    const client = connect({ host: LOOPBACK, port: a })
+    onTestFinished(() => void client.destroy())
+    const connected = new Promise<string>((resolve) => {
+      client.once('connect', () => resolve('connected'))
+      client.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message))
+    })
+    // net.connect calls connect(2) on the next tick; on loopback the kernel completes the handshake inside that call.
+    // So after this tick the connection waits in a's accept queue, and the event loop has not accepted it yet.
+    await new Promise<void>((resolve) => process.nextTick(resolve))
+    // An attempt for b in this same tick evicts a (the bound is 1) before a's accept can run. Closing a at once
+    // (the defect) reset that connection, and its attack was never recorded.
+    const bindB = h.supervisor.onAttempt(attemptFor('tcp', b))
+    expect(h.supervisor.stats().evicted).toBe(1)
+    await bindB
+    expect(await connected).toBe('connected')
+    client.end('still recorded')
+    const [attack] = await h.attacksReady(1)
+    expect(attack).toMatchObject({ target: { port: a }, closeReason: 'peer-closed' })
+    expect(attack!.payload.toString()).toBe('still recorded')
+    expect(await connectOutcome(b)).toBe('connected')
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 1, evicted: 1 })
+  })
+
+  it('an attempt for a port whose listener is being released waits for it and binds the port again', async () => {
+    const a = await freeTcpPort()
+    let b = await freeTcpPort()
+    while (b === a) b = await freeTcpPort()
+    const h = await startSupervisor({ config: { listeners: { maxListeners: 1 } } })
+    await h.attempt('tcp', a)
+    const bindB = h.supervisor.onAttempt(attemptFor('tcp', b)) // evicts a; its socket closes after this poll phase
+    const againA = h.supervisor.onAttempt(attemptFor('tcp', a)) // must wait for a's release, then evict b and bind a
+    await Promise.all([bindB, againA])
+    expect(await connectOutcome(a)).toBe('connected')
+    expect(h.supervisor.stats()).toMatchObject({ listeners: 1, evicted: 2, ownedByOthers: 0, bindFailures: 0 })
   })
 })
 

@@ -4,10 +4,10 @@ import { runAttackPlan } from '../../src/netns/sensor-process.js'
 import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
-// Far below the 65,535 ports, so the scan must go through LRU eviction to answer every port; and above the default
-// (4,096) so that the listener evicted is ~4 s old at this rate, not ~1 s. A listener evicted while a completed
-// handshake still waits in its accept queue (an event loop stalled that long, on a loaded machine) loses that
-// connection's record: a known limit of eviction under overload, see docs/architecture.md.
+// Far below the 65,535 ports, so the scan must go through LRU eviction to answer every port. Above the default
+// (4,096) for margin on a loaded CI machine: the listener evicted is then ~4 s old at this rate rather than ~1 s.
+// (Evicting a listener with a handshake still queued used to lose that record; see the regression test in
+// test/integration/supervisor.test.ts.)
 const MAX_LISTENERS = 16_384
 
 describeNetns('a scan of all 65,535 TCP ports', () => {
