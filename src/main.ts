@@ -116,6 +116,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
 
   const monitor = new NfqueueSource({
     queue: config.monitor.queue,
+    queues: config.monitor.queues,
     bufferBytes: config.monitor.queueBufferBytes,
     maxHoldMs: config.monitor.maxHoldMs,
     log,
@@ -136,6 +137,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
 
   const ruleOptions = {
     queue: config.monitor.queue,
+    queueCount: config.monitor.queues,
     exclude: excluded,
     interface: config.rules.interface,
     ipv6: config.rules.ipv6,

@@ -55,6 +55,7 @@ export async function ruleOptionsFor(configPath: string): Promise<RuleOptions> {
   const config = loadConfig(configPath)
   return {
     queue: config.monitor.queue,
+    queueCount: config.monitor.queues,
     exclude: await resolveExcludes(config),
     interface: config.rules.interface,
     ipv6: config.rules.ipv6,
@@ -100,7 +101,7 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
     } else if (kind === 'reference') {
       const config = loadConfig(options.configPath)
       const args = [
-        ...['--queue', String(config.monitor.queue), '--buffer-bytes', String(config.monitor.queueBufferBytes)],
+        ...['--queue', String(config.monitor.queue), '--queues', String(config.monitor.queues), '--buffer-bytes', String(config.monitor.queueBufferBytes)],
         ...['--max-listeners', String(config.listeners.maxListeners)],
       ]
       const reference = await withProfilerEnv(options.cpuProfileDir, () => startBenchProcess(pair, 'reference-monitor.js', { args }))

@@ -17,7 +17,7 @@ import { parsePacket } from '../monitor/ip-packet.js'
  * past it the oldest listener is closed). Without a bound, a scan of every port needs 65,535 descriptors, more than
  * a hard RLIMIT_NOFILE of 20,000 allows, and then the reference would answer scans with resets, not faster.
  *
- * Started by the benchmark as `node reference-monitor.js [--queue N] [--buffer-bytes N]`, it reports readiness with
+ * Started by the benchmark as `node reference-monitor.js [--queue N] [--queues N] [--buffer-bytes N]`, it reports readiness with
  * one line on descriptor 3, like `honeytrap-ts run --ready-fd 3`. With `--plain-port P` it opens no queue and only
  * listens on P: the generator check, which tells how fast the load generator can go against the cheapest server.
  *
@@ -60,7 +60,7 @@ function bind(family: 4 | 6, port: number, done: () => void): Server {
 }
 
 /** Runs the reference monitor on NFQUEUE `queue` until the process is signalled. */
-function runReference(options: { readonly queue: number; readonly bufferBytes: number; readonly maxListeners: number }): void {
+function runReference(options: { readonly queue: number; readonly queues: number; readonly bufferBytes: number; readonly maxListeners: number }): void {
   const require = createRequire(import.meta.url)
   const addon = require('nfqueue') as typeof Nfqueue
   const accept = addon.NF_ACCEPT
@@ -106,9 +106,12 @@ function runReference(options: { readonly queue: number; readonly bufferBytes: n
       verdict(packet)
     }
   }
-  const nfq = new addon.NFQueue()
-  nfq.open(options.queue, options.bufferBytes)
-  nfq.run(onPacket)
+  // The same queues as the sensor's config (--queue-balance over them), each through its own socket.
+  for (let number = options.queue; number < options.queue + options.queues; number++) {
+    const nfq = new addon.NFQueue()
+    nfq.open(number, options.bufferBytes)
+    nfq.run(onPacket)
+  }
   signalReady()
 }
 
@@ -126,6 +129,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values } = parseArgs({
     options: {
       queue: { type: 'string', default: '0' },
+      queues: { type: 'string', default: '1' },
       'buffer-bytes': { type: 'string' },
       'max-listeners': { type: 'string' },
       'plain-port': { type: 'string' },
@@ -136,6 +140,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (values['plain-port'] !== undefined) runPlain(Number(values['plain-port']))
   else {
     const bufferBytes = Number(values['buffer-bytes'] ?? DEFAULT_BUFFER_BYTES)
-    runReference({ queue: Number(values.queue), bufferBytes, maxListeners: Number(values['max-listeners'] ?? DEFAULT_MAX_LISTENERS) })
+    runReference({ queue: Number(values.queue), queues: Number(values.queues), bufferBytes, maxListeners: Number(values['max-listeners'] ?? DEFAULT_MAX_LISTENERS) })
   }
 }

@@ -35,6 +35,7 @@ export async function runIptablesCommand(args: readonly string[]): Promise<numbe
   const config: Config = loadConfig(values.config, queue !== undefined ? { queue } : {})
   const options = {
     queue: config.monitor.queue,
+    queueCount: config.monitor.queues,
     exclude: [...(await resolveExcludes(config)), ...excludeFlag(values.exclude ?? [])],
     interface: values.interface ?? config.rules.interface,
     ipv6: values['no-ipv6'] === true ? false : config.rules.ipv6,

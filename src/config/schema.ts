@@ -42,10 +42,14 @@ export const ConfigSchema = z.strictObject({
   monitor: z
     .strictObject({
       type: z.literal('nfqueue').default('nfqueue'),
-      queue: z.number().int().min(0).max(65_535).default(0), // NFQUEUE number, as in the rules' --queue-num
+      queue: z.number().int().min(0).max(65_535).default(0), // first NFQUEUE number, as in the rules
+      // Queues queue .. queue + queues - 1, flows balanced over them: each is read through its own socket, so a busy
+      // event loop still takes several SYNs per turn, and the kernel holds queues × 1,024 of them before dropping.
+      queues: z.number().int().min(1).max(16).default(4),
       queueBufferBytes: PositiveInt.default(8 * 1024 * 1024), // netlink receive buffer: absorbs SYN bursts
       maxHoldMs: PositiveInt.default(2_000), // a SYN held for a bind is accepted after this, bound or not
     })
+    .refine((m) => m.queue + m.queues - 1 <= 65_535, { message: 'queue + queues - 1 must not pass 65535', path: ['queues'] })
     .prefault({}),
 
   rules: z

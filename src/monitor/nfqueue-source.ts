@@ -6,7 +6,8 @@ import { parsePacket } from './ip-packet.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from './packet-source.js'
 
 export interface NfqueueSourceOptions {
-  readonly queue: number
+  readonly queue: number // the first queue
+  readonly queues: number // queue .. queue + queues - 1, each through its own netlink socket
   readonly bufferBytes: number
   readonly maxHoldMs: number
   readonly log: Logger
@@ -49,16 +50,21 @@ export class NfqueueSource implements PacketSource {
       throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the nfqueue addon is not built; run `npm ci` (needs libnetfilter-queue-dev, see README)', { cause: err })
     }
     this.#accept = addon.NF_ACCEPT
-    const queue = new addon.NFQueue()
-    try {
-      queue.open(this.#o.queue, this.#o.bufferBytes)
-    } catch (err) {
-      const hint = process.getuid?.() === 0 ? `is another program bound to queue ${this.#o.queue}? (honeytrap-ts iptables status)` : 'run as root (CAP_NET_ADMIN is needed)'
-      throw new HoneytrapError('HT_ERR_MONITOR_OPEN', `cannot open NFQUEUE ${this.#o.queue}: ${(err as Error).message}; ${hint}`, { cause: err })
+    // The addon reads one packet per readiness of its socket, so each queue adds one packet per event-loop turn.
+    const queues: Nfqueue.NFQueue[] = []
+    for (let number = this.#o.queue; number < this.#o.queue + this.#o.queues; number++) {
+      const queue = new addon.NFQueue()
+      try {
+        queue.open(number, this.#o.bufferBytes)
+      } catch (err) {
+        const hint = process.getuid?.() === 0 ? `is another program bound to queue ${number}? (honeytrap-ts iptables status)` : 'run as root (CAP_NET_ADMIN is needed)'
+        throw new HoneytrapError('HT_ERR_MONITOR_OPEN', `cannot open NFQUEUE ${number}: ${(err as Error).message}; ${hint}`, { cause: err })
+      }
+      queues.push(queue)
     }
     this.#handler = handler
-    queue.run((packet) => this.#onPacket(packet))
-    this.#log.info({ bufferBytes: this.#o.bufferBytes }, 'monitor started')
+    for (const queue of queues) queue.run((packet) => this.#onPacket(packet))
+    this.#log.info({ queues: this.#o.queues, bufferBytes: this.#o.bufferBytes }, 'monitor started')
   }
 
   async stop(): Promise<void> {

@@ -11,6 +11,7 @@ export const PARENT_CHAIN = 'INPUT'
 /** What the operator chose; the CLI and the sensor's config map onto this. */
 export interface RuleOptions {
   readonly queue: number // NFQUEUE number, 0 to 65535; the monitor binds the same number
+  readonly queueCount: number // queues queue .. queue + queueCount - 1, flows balanced over them (1: just `queue`)
   readonly exclude: readonly PortRange[] // never queued: ssh and anything else that must not depend on the sensor
   readonly interface: string | null // null: every interface; otherwise only packets arriving on this one
   readonly ipv6: boolean // also manage ip6tables
@@ -41,6 +42,9 @@ export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   if (!Number.isInteger(opts.queue) || opts.queue < 0 || opts.queue > 65_535) {
     throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `queue number ${String(opts.queue)} is not an integer from 0 to 65535`)
   }
+  if (!Number.isInteger(opts.queueCount) || opts.queueCount < 1 || opts.queue + opts.queueCount - 1 > 65_535) {
+    throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `queue count ${String(opts.queueCount)} from queue ${opts.queue} goes past queue 65535`)
+  }
   if (opts.interface !== null && !INTERFACE_NAME.test(opts.interface)) {
     throw new HoneytrapError(
       'HT_ERR_CONFIG_INVALID',
@@ -52,7 +56,7 @@ export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   // With an interface filter on the jump, loopback never reaches the chain, so the RETURN would be dead weight.
   if (!opts.includeLoopback && opts.interface === null) rules.push(['-i', 'lo', '-j', 'RETURN'])
   rules.push(...buildExcludeRules(opts.exclude))
-  rules.push(...buildQueueRules(opts.queue))
+  rules.push(...buildQueueRules(opts.queue, opts.queueCount))
   return { family, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump, rules }
 }
 
@@ -61,8 +65,11 @@ export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
  * no program is bound to the queue, so a stopped or crashed sensor never blackholes the host; conntrack NEW (and
  * `--syn` for TCP) keeps established traffic off the queue, since the sensor only needs the opening packet.
  */
-export function buildQueueRules(queue: number): string[][] {
-  const target = ['-j', 'NFQUEUE', '--queue-num', String(queue), '--queue-bypass']
+export function buildQueueRules(queue: number, count = 1): string[][] {
+  // Several queues (--queue-balance spreads flows over them by hash): the sensor reads each through its own socket,
+  // so it takes several SYNs per turn of its event loop and the kernel holds several times 1,024 of them.
+  const spread = count > 1 ? ['--queue-balance', `${queue}:${queue + count - 1}`] : ['--queue-num', String(queue)]
+  const target = ['-j', 'NFQUEUE', ...spread, '--queue-bypass']
   return [
     ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', ...target],
     ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', ...target],

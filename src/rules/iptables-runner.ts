@@ -196,16 +196,21 @@ export async function rulesStatus(queue: number, deps: StatusOptions): Promise<R
     )
   }
   const table = await loadNfnetlinkQueue(deps)
-  const info = findQueue(table, queue)
-  if (info === null) {
-    problems.push(`no program is bound to NFQUEUE ${queue}: the sensor is not running (--queue-bypass lets traffic pass)`)
-  } else if (info.dropped > 0 || info.userDropped > 0) {
-    problems.push(
-      `queue ${queue} dropped ${info.dropped} packets (queue full) and ${info.userDropped} (socket buffer full): ` +
-        'the sensor is not keeping up',
-    )
+  let bound = true
+  for (let q = queue; q < queue + (expect?.queueCount ?? 1); q++) {
+    const qi = findQueue(table, q)
+    if (qi === null) {
+      bound = false
+      problems.push(`no program is bound to NFQUEUE ${q}: the sensor is not running (--queue-bypass lets traffic pass)`)
+    } else if (qi.dropped > 0 || qi.userDropped > 0) {
+      problems.push(
+        `queue ${q} dropped ${qi.dropped} packets (queue full) and ${qi.userDropped} (socket buffer full): ` +
+          'the sensor is not keeping up',
+      )
+    }
   }
-  const queueStatus: QueueStatus = { queue, moduleLoaded: table.available, bound: info !== null, info }
+  const info = findQueue(table, queue)
+  const queueStatus: QueueStatus = { queue, moduleLoaded: table.available, bound, info }
   return { families, queue: queueStatus, problems, ok: problems.length === 0 }
 }
 

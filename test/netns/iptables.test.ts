@@ -28,7 +28,7 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const OPTS: RuleOptions = { queue: QUEUE, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false }
+const OPTS: RuleOptions = { queue: QUEUE, queueCount: 1, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false }
 
 async function inNs(...args: string[]): Promise<string> {
   const { stdout } = await execFileAsync('ip', ['netns', 'exec', NS, ...args])

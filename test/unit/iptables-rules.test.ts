@@ -11,7 +11,7 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const BASE: RuleOptions = { queue: 7, exclude: [], interface: null, ipv6: true, includeLoopback: false }
+const BASE: RuleOptions = { queue: 7, queueCount: 1, exclude: [], interface: null, ipv6: true, includeLoopback: false }
 
 describe('buildRuleSet', () => {
   it('returns loopback, then each exclusion, then the two queue rules, in that order', () => {
@@ -28,6 +28,19 @@ describe('buildRuleSet', () => {
       ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', '7', '--queue-bypass'],
       ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', '7', '--queue-bypass'],
     ])
+  })
+
+  it('balances flows over several queues with --queue-balance when queueCount > 1', () => {
+    const rules = buildRuleSet({ ...BASE, queueCount: 4 }, 4).rules
+    expect(rules.slice(-2)).toEqual([
+      ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-balance', '7:10', '--queue-bypass'],
+      ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-balance', '7:10', '--queue-bypass'],
+    ])
+  })
+
+  it('refuses a queue count that runs past queue 65535, or is not a positive integer', () => {
+    expect(() => buildRuleSet({ ...BASE, queue: 65_534, queueCount: 3 }, 4)).toThrow(/past queue 65535/)
+    expect(() => buildRuleSet({ ...BASE, queueCount: 0 }, 4)).toThrow(/past queue 65535|queue count/)
   })
 
   it('gives the same rules for both families', () => {
