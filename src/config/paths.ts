@@ -5,8 +5,3 @@ export function shippedTemplatesDir(): string {
   // This file sits at src/config/ (tests) or dist/config/ (built): the package root is two levels up either way.
   return fileURLToPath(new URL('../../templates', import.meta.url))
 }
-
-/** The package root (for the demo and benchmarks, which run the built CLI). */
-export function packageRoot(): string {
-  return fileURLToPath(new URL('../..', import.meta.url))
-}

@@ -10,8 +10,6 @@ export const ERROR_CODES = {
   HT_ERR_MONITOR_OPEN: 'the packet monitor could not be opened (queue already bound, no nfnetlink_queue, no privilege)',
   HT_ERR_RULES: 'an iptables/ip6tables command failed',
   HT_ERR_STORE_OPEN: 'the SQLite database could not be opened or migrated',
-  HT_ERR_STORE_WRITE: 'a batch of attacks could not be written to the database',
-  HT_ERR_STORE_CLOSED: 'the store was used after it was closed',
   HT_ERR_NETNS: 'a network namespace operation (demo, tests) failed',
 } as const
 

@@ -11,7 +11,6 @@ export type Step =
   | { readonly type: 'tcp'; readonly host: string; readonly port: number; readonly send?: string; readonly sendBase64?: string; readonly halfClose?: boolean; readonly waitMs?: number; readonly localPort?: number }
   | { readonly type: 'udp'; readonly host: string; readonly port: number; readonly sendBase64: string; readonly count?: number; readonly waitMs?: number }
   | { readonly type: 'scan'; readonly host: string; readonly from: number; readonly to: number; readonly concurrency: number; readonly timeoutMs: number; readonly send?: string; readonly deadlineMs: number }
-  | { readonly type: 'stream'; readonly host: string; readonly port: number; readonly intervalMs: number; readonly durationMs: number }
   | { readonly type: 'hold'; readonly host: string; readonly port: number; readonly count: number; readonly holdMs: number }
   | { readonly type: 'sequence'; readonly host: string; readonly port: number; readonly count: number; readonly intervalMs: number; readonly token: string }
 
@@ -160,26 +159,6 @@ async function holdStep(step: Extract<Step, { type: 'hold' }>): Promise<Record<s
   return { type: 'hold', connected, failed: failedCount }
 }
 
-/** Keeps one connection open and sends a numbered line every `intervalMs` for `durationMs`. */
-function streamStep(step: Extract<Step, { type: 'stream' }>): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: step.host, port: step.port })
-    let sent = 0
-    let timer: NodeJS.Timeout | undefined
-    socket.on('connect', () => {
-      timer = setInterval(() => {
-        socket.write(`line ${sent++}\n`)
-      }, step.intervalMs)
-    })
-    socket.on('error', () => undefined)
-    setTimeout(() => {
-      clearInterval(timer)
-      socket.end()
-      resolve({ type: 'stream', sent })
-    }, step.durationMs)
-  })
-}
-
 /**
  * `count` short connections one after another, each sending `<token>-<i>` and closing; one line per connection with
  * the wall-clock time it was closed by us, so a test can tell which attacks had ended before some instant.
@@ -228,9 +207,6 @@ export async function runPlan(steps: readonly Step[]): Promise<void> {
         break
       case 'hold':
         result = await holdStep(step)
-        break
-      case 'stream':
-        result = await streamStep(step)
         break
       case 'sequence':
         result = await sequenceStep(step)
