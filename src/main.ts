@@ -4,8 +4,7 @@ import { parsePortSpec, type PortRange } from './config/port-spec.js'
 import type { Config } from './config/schema.js'
 import { NfqueueSource } from './monitor/nfqueue-source.js'
 import type { PacketSource } from './monitor/packet-source.js'
-import { createNormalDatagramResponder } from './responders/normal-datagram.js'
-import { createNormalResponder } from './responders/normal.js'
+import { createResponders, type ResponderSet } from './responders/responder-set.js'
 import { TemplateStore } from './responders/templates.js'
 import { installRules, removeRules, type InstallReport } from './rules/iptables-runner.js'
 import { sshExcludeRanges } from './rules/iptables-rules.js'
@@ -15,7 +14,7 @@ import type { AttackStore } from './store/store.js'
 import { raiseFdLimit } from './supervisor/fd-limit.js'
 import { buildPortPolicy } from './supervisor/port-policy.js'
 import { SourceLimiter } from './supervisor/source-limiter.js'
-import { Supervisor } from './supervisor/supervisor.js'
+import { Supervisor, type AttackSink } from './supervisor/supervisor.js'
 
 // Log output is buffered: one write per 4 KiB instead of one per line (a line per stored attack adds up on a hot
 // port), flushed at least every 500 ms and synchronously at exit. A stdout reader that stalls must not stall the
@@ -53,6 +52,7 @@ export interface Sensor {
   readonly monitor: PacketSource
   readonly store: AttackStore
   readonly templates: TemplateStore
+  readonly responders: ResponderSet
   /** Stops taking attempts, ends every session, stores everything and removes the rules it added. Idempotent. */
   stop(): Promise<void>
 }
@@ -66,6 +66,28 @@ export async function resolveExcludes(config: Config): Promise<PortRange[]> {
   }
   ranges.push(...sshExcludeRanges(await detectSshPorts()))
   return ranges
+}
+
+/** The supervisor and its responders, wired from the config (also by the tests, so they run what the sensor runs). */
+export function createSupervisor(
+  config: Config,
+  deps: { readonly templates: TemplateStore; readonly limiter: SourceLimiter; readonly excluded: readonly PortRange[]; readonly sink: AttackSink; readonly log: Logger },
+): { readonly supervisor: Supervisor; readonly responders: ResponderSet } {
+  const responders = createResponders(config, deps.templates)
+  const supervisor = new Supervisor({
+    listeners: config.listeners,
+    maxAttackBytes: config.responder.maxAttackBytes,
+    maxTranscriptChunks: config.responder.maxTranscriptChunks,
+    maxSessionMs: config.responder.maxDurationMs,
+    udpSessionIdleMs: config.udp.sessionIdleMs,
+    policy: buildPortPolicy(config.ports, config.responder.bannerPorts, deps.excluded),
+    limiter: deps.limiter,
+    responders: responders.tcp,
+    datagramResponders: responders.udp,
+    sink: deps.sink,
+    log: deps.log,
+  })
+  return { supervisor, responders }
 }
 
 /**
@@ -101,15 +123,10 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   })
 
   const excluded = await resolveExcludes(config)
-  const supervisor = new Supervisor({
-    listeners: config.listeners,
-    maxAttackBytes: config.responder.maxAttackBytes,
-    maxSessionMs: config.responder.maxDurationMs,
-    udpSessionIdleMs: config.udp.sessionIdleMs,
-    policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
+  const { supervisor, responders } = createSupervisor(config, {
+    templates,
     limiter: new SourceLimiter(limits),
-    responder: createNormalResponder({ templates, idleTimeoutMs: config.responder.idleTimeoutMs, silence: config.responder.silence }),
-    datagramResponder: createNormalDatagramResponder({ templates, maxReplyRatio: config.udp.maxReplyRatio }),
+    excluded,
     sink: (attack) => store.enqueue(attack),
     log,
   })
@@ -161,11 +178,11 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))
       }
       await teardown()
-      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats() }, 'sensor stopped')
+      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats(), relay: responders.relayStats.snapshot() }, 'sensor stopped')
     })()
     return stopping
   }
 
   log.info({ queue: config.monitor.queue, db: config.store.path, templates: templates.size, rules: config.rules.manage }, 'sensor started')
-  return { supervisor, monitor, store, templates, stop }
+  return { supervisor, monitor, store, templates, responders, stop }
 }

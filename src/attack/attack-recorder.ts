@@ -1,5 +1,5 @@
 import { createUlid } from '../core/ids.js'
-import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol, ResponderMode } from './attack.js'
+import type { AddressFamily, Attack, CloseReason, Direction, Endpoint, Protocol, RelayInfo, ResponderMode, TranscriptChunk } from './attack.js'
 
 export interface AttackRecorderOptions {
   readonly protocol: Protocol
@@ -7,23 +7,59 @@ export interface AttackRecorderOptions {
   readonly mode: ResponderMode
   readonly source: Endpoint
   readonly target: Endpoint
-  readonly maxAttackBytes: number // the read limit: bytes of attack string kept
+  readonly maxAttackBytes: number // the read limit: bytes kept per direction
+  readonly maxTranscriptChunks: number // transcript entries kept; later chunks are counted but not listed
   readonly startedAtMs?: number
 }
 
 /**
- * Collects one session's attack string and counters. It is the only place that buffers attacker bytes, so the read
- * limit holds exactly: at most `maxAttackBytes` are kept, whatever the chunk sizes (the original overshot by 8 KiB).
+ * The bytes of one direction, kept up to the read limit exactly whatever the chunk sizes (the original overshot by
+ * 8 KiB). Chunks are kept by reference while they fit, so a reply from a shared template costs no copy.
+ */
+class CappedBytes {
+  chunks: Buffer[] = []
+  kept = 0
+  total = 0
+  truncated = false
+
+  /** Adds a chunk; returns how many of its bytes were kept. */
+  add(chunk: Buffer, limit: number): number {
+    this.total += chunk.length
+    const room = limit - this.kept
+    if (chunk.length <= room) {
+      if (chunk.length > 0) this.chunks.push(chunk)
+      this.kept += chunk.length
+      return chunk.length
+    }
+    this.truncated = true
+    if (room <= 0) return 0
+    // Copy the head so the kept bytes don't pin a large socket buffer.
+    this.chunks.push(Buffer.from(chunk.subarray(0, room)))
+    this.kept += room
+    return room
+  }
+
+  take(): Buffer {
+    const bytes = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.kept)
+    this.chunks = []
+    return bytes
+  }
+}
+
+/**
+ * Collects one session: the attack string, what was sent back, and the transcript that interleaves them. It is the
+ * only place that buffers session bytes, so the read limit holds in both directions.
  */
 export class AttackRecorder {
   readonly id: string
   readonly startedAtMs: number
   readonly #options: AttackRecorderOptions
-  #chunks: Buffer[] = []
-  #kept = 0
-  #received = 0
-  #sent = 0
-  #truncated = false
+  readonly #in = new CappedBytes()
+  readonly #out = new CappedBytes()
+  // Flat [direction (0 in, 1 out), offsetMs, size, ...]: three numbers per chunk rather than an object on the hot path.
+  #transcript: number[] = []
+  #transcriptTruncated = false
+  #relay: RelayInfo | null = null
   #finished: Attack | null = null
 
   constructor(options: AttackRecorderOptions) {
@@ -34,25 +70,22 @@ export class AttackRecorder {
 
   /** Records bytes from the attacker. Returns true once bytes had to be dropped (the read limit was passed). */
   received(chunk: Buffer): boolean {
-    this.#received += chunk.length
-    const room = this.#options.maxAttackBytes - this.#kept
-    if (chunk.length <= room) {
-      if (chunk.length > 0) this.#chunks.push(chunk)
-      this.#kept += chunk.length
-      return this.#truncated
-    }
-    if (room > 0) {
-      // Copy the head so the kept bytes don't pin a large socket buffer.
-      this.#chunks.push(Buffer.from(chunk.subarray(0, room)))
-      this.#kept += room
-    }
-    this.#truncated = true
-    return true
+    this.#note(0, this.#in.add(chunk, this.#options.maxAttackBytes))
+    return this.#in.truncated
   }
 
-  /** Records bytes sent to the attacker. */
-  sent(byteCount: number): void {
-    this.#sent += byteCount
+  /** Records bytes sent to the attacker (after they were handed to the socket). */
+  sent(chunk: Buffer): void {
+    this.#note(1, this.#out.add(chunk, this.#options.maxAttackBytes))
+  }
+
+  /** Says what a mirror or proxy session did with its target; the last call wins (a fallback after a relay attempt). */
+  setRelay(relay: RelayInfo): void {
+    this.#relay = relay
+  }
+
+  get mode(): ResponderMode {
+    return this.#options.mode
   }
 
   get source(): Endpoint {
@@ -64,11 +97,11 @@ export class AttackRecorder {
   }
 
   get bytesReceived(): number {
-    return this.#received
+    return this.#in.total
   }
 
   get bytesSent(): number {
-    return this.#sent
+    return this.#out.total
   }
 
   get finished(): boolean {
@@ -78,8 +111,6 @@ export class AttackRecorder {
   /** Closes the record; later calls return the same attack, so a session racing two close paths records once. */
   finish(closeReason: CloseReason, endedAtMs: number = Date.now()): Attack {
     if (this.#finished !== null) return this.#finished
-    const payload = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#kept)
-    this.#chunks = []
     const o = this.#options
     this.#finished = {
       id: this.id,
@@ -91,11 +122,45 @@ export class AttackRecorder {
       startedAtMs: this.startedAtMs,
       endedAtMs: Math.max(endedAtMs, this.startedAtMs),
       closeReason,
-      payload,
-      truncated: this.#truncated,
-      bytesReceived: this.#received,
-      bytesSent: this.#sent,
+      payload: this.#in.take(),
+      truncated: this.#in.truncated,
+      bytesReceived: this.#in.total,
+      bytesSent: this.#out.total,
+      response: this.#out.take(),
+      responseTruncated: this.#out.truncated,
+      transcript: this.#takeTranscript(),
+      transcriptTruncated: this.#transcriptTruncated,
+      relay: this.#relay,
     }
     return this.#finished
+  }
+
+  #note(direction: 0 | 1, size: number): void {
+    if (size === 0) return
+    const t = this.#transcript
+    const offsetMs = Date.now() - this.startedAtMs
+    const last = t.length - 3
+    // Chunks that arrive in the same direction within the same millisecond are one entry: a relay reading a bulk
+    // transfer in 64 KiB pieces would otherwise spend entries without adding any information about the exchange.
+    if (last >= 0 && t[last] === direction && t[last + 1] === offsetMs) {
+      t[last + 2]! += size
+      return
+    }
+    if (t.length / 3 >= this.#options.maxTranscriptChunks) {
+      this.#transcriptTruncated = true
+      return
+    }
+    t.push(direction, offsetMs, size)
+  }
+
+  #takeTranscript(): TranscriptChunk[] {
+    const t = this.#transcript
+    const chunks: TranscriptChunk[] = []
+    for (let i = 0; i < t.length; i += 3) {
+      const direction: Direction = t[i] === 0 ? 'in' : 'out'
+      chunks.push({ direction, offsetMs: t[i + 1]!, size: t[i + 2]! })
+    }
+    this.#transcript = []
+    return chunks
   }
 }

@@ -3,7 +3,10 @@
 export type Protocol = 'tcp' | 'udp'
 export type AddressFamily = 4 | 6
 
-/** How a port is served. `mirror` and `proxy` are reserved names here; their responders come with the next issue. */
+/**
+ * How a port is served: `normal` answers from templates, `mirror` relays the attacker to their own address, `proxy`
+ * relays to a configured backend, `ignore` leaves the port to the kernel.
+ */
 export type ResponderMode = 'normal' | 'ignore' | 'mirror' | 'proxy'
 
 /**
@@ -16,6 +19,9 @@ export type ResponderMode = 'normal' | 'ignore' | 'mirror' | 'proxy'
  * - replies-done: silence mode sent its last reply and closed, as the original did
  * - shutdown: the sensor was stopping
  * - evicted: a UDP session whose listener was closed to make room for another port (listener bound reached)
+ * - target-closed: mirror/proxy: the target closed its side and the attacker had nothing more to say
+ * - target-reset: mirror/proxy: the target reset the connection (relayed to the attacker as a reset)
+ * - budget-spent: mirror: the source's byte budget ran out mid-session, so the relay was cut
  */
 export type CloseReason =
   | 'peer-closed'
@@ -26,6 +32,55 @@ export type CloseReason =
   | 'replies-done'
   | 'shutdown'
   | 'evicted'
+  | 'target-closed'
+  | 'target-reset'
+  | 'budget-spent'
+
+/** Who sent a chunk: `in` from the attacker, `out` to the attacker (a template reply or what a relay target sent). */
+export type Direction = 'in' | 'out'
+
+/**
+ * One chunk of a session, in order. Its bytes are not repeated here: they are the next `size` bytes of `payload` (in)
+ * or `response` (out), so the transcript costs a few numbers per chunk. Chunks past a direction's read limit are not
+ * listed (that direction's truncated flag says so).
+ */
+export interface TranscriptChunk {
+  readonly direction: Direction
+  readonly offsetMs: number // since the session started
+  readonly size: number
+}
+
+/**
+ * Why a mirror or proxy session was served in normal mode instead:
+ * - own-address: the mirror target is one of the sensor's own addresses
+ * - special-address: loopback, unspecified, link-local, multicast, broadcast or reserved
+ * - denied: the mirror target is in `mirror.deny`
+ * - loop: the sensor already holds a mirror connection to that address and port (two sensors mirroring each other)
+ * - budget-concurrent / budget-connections / budget-bytes: the source's mirror budget is spent
+ * - target-busy: the proxy target's concurrency cap is reached
+ * - resolve-failed: the proxy target's host name did not resolve
+ * - connect-timeout / connect-refused / connect-failed: the connection to the target did not come up
+ */
+export type FallbackReason =
+  | 'own-address'
+  | 'special-address'
+  | 'denied'
+  | 'loop'
+  | 'budget-concurrent'
+  | 'budget-connections'
+  | 'budget-bytes'
+  | 'target-busy'
+  | 'resolve-failed'
+  | 'connect-timeout'
+  | 'connect-refused'
+  | 'connect-failed'
+
+/** What a mirror or proxy session did with its target. */
+export interface RelayInfo {
+  readonly target: string // "address:port" ("[v6]:port"), or for a proxy whose name did not resolve, "host:port"
+  readonly outcome: 'relayed' | 'fallback'
+  readonly reason: FallbackReason | null // set when outcome is 'fallback'
+}
 
 export interface Endpoint {
   readonly address: string // textual IPv4 ("198.18.0.2") or IPv6 ("fd00::2"), never IPv4-mapped IPv6
@@ -47,6 +102,11 @@ export interface Attack {
   readonly truncated: boolean // true when bytes beyond the read limit arrived and were not kept
   readonly bytesReceived: number // every byte the attacker sent, kept or not
   readonly bytesSent: number
+  readonly response: Buffer // bytes sent to the attacker (template replies, or what the relay target sent), read limit
+  readonly responseTruncated: boolean
+  readonly transcript: readonly TranscriptChunk[]
+  readonly transcriptTruncated: boolean // true when chunks past `responder.maxTranscriptChunks` were not listed
+  readonly relay: RelayInfo | null // mirror and proxy sessions only
 }
 
 /** An attack as stored: the record plus the digests of its payload (hex). */

@@ -1,7 +1,8 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { loadConfig } from '../config/load-config.js'
-import { iterateAttacks, listAttacks, openAttackDatabase, toExportRecord } from '../store/attack-query.js'
+import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
+import { toExportRecord } from '../store/export-record.js'
 import { formatAttackTable } from './attack-table.js'
 import { durationFlag, intFlag, parseFlags, usageError } from './usage.js'
 

@@ -18,6 +18,8 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigIssue {
   const path = issue.path.length === 0 ? '(top level)' : issue.path.map(String).join('.')
   let message = issue.message
   if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against honeytrap.example.yaml`
+  // A bad name in a map (proxy.targets): say what a name may be rather than zod's "Invalid key in record".
+  if (issue.code === 'invalid_key') message = `invalid name: ${issue.issues.map((i) => i.message).join('; ')}`
   return { path, message }
 }
 

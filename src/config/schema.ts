@@ -1,5 +1,7 @@
 import { z } from 'zod'
+import { parseCidr } from './cidr.js'
 import { parsePortSpec } from './port-spec.js'
+import { checkRelayTargets } from './relay-targets.js'
 
 /** The one config schema. Defaults live here, each with its unit; `honeytrap.example.yaml` documents every key. */
 
@@ -13,14 +15,17 @@ const PortList = z.union([z.string(), Port]).superRefine((value, ctx) => {
 })
 
 export const RESPONDER_MODES = ['normal', 'ignore', 'mirror', 'proxy'] as const
-/** Modes this version can serve; the others are reserved names for the next release. */
-export const AVAILABLE_MODES = ['normal', 'ignore'] as const
 
-const Mode = z.enum(RESPONDER_MODES).superRefine((mode, ctx) => {
-  if (!(AVAILABLE_MODES as readonly string[]).includes(mode)) {
-    ctx.addIssue({ code: 'custom', message: `mode "${mode}" is reserved for a later version; use one of: ${AVAILABLE_MODES.join(', ')}` })
-  }
+const Mode = z.enum(RESPONDER_MODES)
+
+/** A CIDR range ("203.0.113.0/24", "2001:db8::/32") or a single address. */
+const Cidr = z.string().superRefine((value, ctx) => {
+  const result = parseCidr(value)
+  if (!result.ok) ctx.addIssue({ code: 'custom', message: result.error })
 })
+
+/** The name of a proxy target: a key of `proxy.targets`. */
+const TargetName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a target name is 1-64 letters, digits, ".", "_" or "-"')
 
 /**
  * When a normal-mode responder sends its template:
@@ -35,7 +40,16 @@ export type ReplyTiming = (typeof REPLY_TIMINGS)[number]
 const PortRule = z.strictObject({
   ports: PortList, // which ports (and protocols) this rule covers
   mode: Mode,
-  reply: z.enum(REPLY_TIMINGS).default('auto'),
+  reply: z.enum(REPLY_TIMINGS).default('auto'), // normal mode, and mirror/proxy sessions that fall back to it
+  mirrorPort: Port.optional(), // mirror: connect back to this port instead of the attacked one
+  proxy: TargetName.optional(), // proxy: the target (a key of proxy.targets) these ports are relayed to
+})
+
+const ProxyTarget = z.strictObject({
+  host: z.string().min(1).max(253), // an address or a host name (resolved with a cache, see proxy.resolveTtlMs)
+  port: Port,
+  protocol: z.enum(['tcp', 'udp']),
+  maxConcurrent: PositiveInt.default(64), // sessions relayed to this target at once; more fall back to normal mode
 })
 
 export const ConfigSchema = z.strictObject({
@@ -86,7 +100,8 @@ export const ConfigSchema = z.strictObject({
       maxTemplateBytes: PositiveInt.max(16 * 1024 * 1024).default(64 * 1024),
       idleTimeoutMs: PositiveInt.default(30_000), // silence from the attacker that ends a session
       maxDurationMs: PositiveInt.default(300_000), // hard cap on one session
-      maxAttackBytes: PositiveInt.max(256 * 1024 * 1024).default(1024 * 1024), // the read limit: attack string kept per session
+      maxAttackBytes: PositiveInt.max(256 * 1024 * 1024).default(1024 * 1024), // the read limit: bytes kept per session and direction
+      maxTranscriptChunks: PositiveInt.max(1_000_000).default(10_000), // transcript entries kept per session
       bannerPorts: z.array(Port).default([21, 22, 23, 25, 110, 143, 465, 587, 993, 995, 2323, 3306, 4444, 5900, 21000]),
       silence: z
         .strictObject({
@@ -107,7 +122,41 @@ export const ConfigSchema = z.strictObject({
   ports: z
     .strictObject({
       defaultMode: Mode.default('normal'),
+      // With defaultMode proxy: the targets of the ports no rule covers, one per protocol.
+      defaultProxy: z.strictObject({ tcp: TargetName.optional(), udp: TargetName.optional() }).prefault({}),
       rules: z.array(PortRule).default([]),
+    })
+    .prefault({}),
+
+  // Mirror mode sends attackers their own traffic. Safe by default: it never connects to the sensor's own or special
+  // addresses nor to `deny`, never loops with another sensor, and spends a small budget per source.
+  mirror: z
+    .strictObject({
+      connectTimeoutMs: PositiveInt.max(60_000).default(3_000),
+      idleTimeoutMs: PositiveInt.default(30_000), // no bytes either way for this long ends a relayed session
+      deny: z.array(Cidr).default([]), // never mirrored to: other sensors, the operator's networks
+      maxConcurrentPerSource: PositiveInt.default(4), // mirror connections open to one address at once
+      connectionsPerMinutePerSource: PositiveInt.default(30), // mirror connections started per address and minute
+      bytesPerMinutePerSource: PositiveInt.default(1024 * 1024), // bytes sent to one address per minute, both legs
+      maxTrackedSources: PositiveInt.default(10_000), // addresses whose budgets are remembered (bounded memory)
+    })
+    .prefault({}),
+
+  // Proxy mode relays attackers to a real backend. Targets come from here only: no attacker input ever picks one.
+  proxy: z
+    .strictObject({
+      connectTimeoutMs: PositiveInt.max(60_000).default(3_000),
+      idleTimeoutMs: PositiveInt.default(120_000), // no bytes either way for this long ends a relayed session
+      resolveTtlMs: PositiveInt.default(60_000), // how long a resolved host name is used before resolving again
+      targets: z.record(TargetName, ProxyTarget).default({}),
+    })
+    .prefault({}),
+
+  relay: z
+    .strictObject({
+      // Bytes buffered per direction before the faster side is paused: a slow peer slows its counterpart instead of
+      // growing the sensor's memory.
+      highWaterMarkBytes: PositiveInt.max(16 * 1024 * 1024).default(256 * 1024),
     })
     .prefault({}),
 
@@ -117,7 +166,7 @@ export const ConfigSchema = z.strictObject({
       batchWindowMs: PositiveInt.max(10_000).default(200), // the most a SIGKILL can lose: attacks ended in this window
       batchMaxAttacks: PositiveInt.default(250), // smaller batches: a write holds the event loop for less time
       maxQueuedAttacks: PositiveInt.default(100_000), // past this the store drops (counted) instead of growing
-      maxQueuedBytes: PositiveInt.default(256 * 1024 * 1024),
+      maxQueuedBytes: PositiveInt.default(256 * 1024 * 1024), // payload and response bytes of waiting attacks
     })
     .prefault({}),
 
@@ -127,6 +176,14 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
 })
+  .superRefine(checkRelayTargets)
+  .superRefine((config, ctx) => {
+    // One session keeps up to maxAttackBytes in each direction; a queue bound below that would drop it every time.
+    const least = 2 * config.responder.maxAttackBytes
+    if (config.store.maxQueuedBytes < least) {
+      ctx.addIssue({ code: 'custom', path: ['store', 'maxQueuedBytes'], message: `must be at least twice responder.maxAttackBytes (${least}): a session keeps up to maxAttackBytes in each direction` })
+    }
+  })
 
 export type Config = z.infer<typeof ConfigSchema>
 export type ConfigInput = z.input<typeof ConfigSchema>

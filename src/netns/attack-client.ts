@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { connect, type Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
@@ -13,6 +14,15 @@ export type Step =
   | { readonly type: 'scan'; readonly host: string; readonly from: number; readonly to: number; readonly concurrency: number; readonly timeoutMs: number; readonly send?: string; readonly deadlineMs: number }
   | { readonly type: 'hold'; readonly host: string; readonly port: number; readonly count: number; readonly holdMs: number }
   | { readonly type: 'sequence'; readonly host: string; readonly port: number; readonly count: number; readonly intervalMs: number; readonly token: string }
+  | { readonly type: 'bulk'; readonly host: string; readonly port: number; readonly bytes: number; readonly halfClose: boolean; readonly readTimeoutMs: number; readonly chunkBytes?: number }
+  | { readonly type: 'udp-exchange'; readonly host: string; readonly port: number; readonly datagrams: readonly string[]; readonly waitMs: number }
+
+// Bounds of the bulk and udp-exchange steps: a plan is test input, but a typo must not send a terabyte.
+const MAX_BULK_BYTES = 4 * 1024 ** 3 // 4 GiB sent per bulk step
+const MAX_BULK_CHUNK_BYTES = 4 * 1024 * 1024 // 4 MiB per write
+const RECEIVED_HEAD_BYTES = 4096 // how much of the answer a bulk result quotes
+const MAX_EXCHANGE_DATAGRAMS = 1_000 // sent per udp-exchange step
+const MAX_EXCHANGE_REPLIES = 10_000 // kept per udp-exchange step
 
 export interface TcpResult {
   readonly type: 'tcp'
@@ -21,6 +31,31 @@ export interface TcpResult {
   readonly received: string // base64
   readonly error: string | null
   readonly closedBy: 'peer' | 'timeout' | 'error'
+}
+
+/** What one bulk connection did: hashes of both directions, who ended it, and when things happened (ms from start). */
+export interface BulkResult {
+  readonly type: 'bulk'
+  readonly connected: boolean
+  readonly sentBytes: number // handed to the socket; all of them reached the peer's kernel only if closedBy is 'fin'
+  readonly sentSha256: string
+  readonly receivedBytes: number
+  readonly receivedSha256: string
+  readonly received: string // the first RECEIVED_HEAD_BYTES bytes as UTF-8 (lossy for binary answers)
+  readonly closedBy: 'fin' | 'reset' | 'timeout' | 'error' // error: the connection failed (see error)
+  readonly connectMs: number // -1 when it never connected
+  readonly firstByteMs: number // -1 when nothing was received
+  readonly elapsedMs: number
+  readonly error?: string // the errno code (ECONNREFUSED, ENETUNREACH, ...) when closedBy is 'reset' or 'error'
+}
+
+/** One datagram received by a udp-exchange step. */
+export interface UdpReply {
+  readonly from: string // addr:port, [addr]:port for IPv6
+  readonly size: number
+  readonly text: string // UTF-8 (lossy for binary)
+  readonly base64: string
+  readonly atMs: number // from the first send
 }
 
 function bytesOf(step: { send?: string; sendBase64?: string }): Buffer {
@@ -191,6 +226,125 @@ async function sequenceStep(step: Extract<Step, { type: 'sequence' }>): Promise<
   return { type: 'sequence', ok }
 }
 
+/**
+ * One TCP connection that sends `bytes` random bytes (waiting for 'drain' whenever the socket asks), optionally
+ * half-closes, and reads until the peer's FIN, a reset, or `readTimeoutMs` after the start, whichever is first.
+ */
+function bulkStep(step: Extract<Step, { type: 'bulk' }>): Promise<BulkResult> {
+  if (!Number.isSafeInteger(step.bytes) || step.bytes < 0 || step.bytes > MAX_BULK_BYTES) throw new RangeError(`bulk: bytes must be 0..${MAX_BULK_BYTES}`)
+  const chunkBytes = step.chunkBytes ?? 64 * 1024
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > MAX_BULK_CHUNK_BYTES) throw new RangeError(`bulk: chunkBytes must be 1..${MAX_BULK_CHUNK_BYTES}`)
+  return new Promise((resolve) => {
+    const started = process.hrtime.bigint()
+    const sinceStart = (): number => Number(process.hrtime.bigint() - started) / 1e6
+    const sentHash = createHash('sha256')
+    const receivedHash = createHash('sha256')
+    const head: Buffer[] = []
+    let headBytes = 0
+    let sentBytes = 0
+    let receivedBytes = 0
+    let connectMs = -1
+    let firstByteMs = -1
+    let settled = false
+    // allowHalfOpen: the peer's FIN must not end our side while we are still sending (the digest case).
+    const socket: Socket = connect({ host: step.host, port: step.port, allowHalfOpen: true })
+    const finish = (closedBy: BulkResult['closedBy'], error?: string): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      resolve({
+        type: 'bulk',
+        connected: connectMs >= 0,
+        sentBytes,
+        sentSha256: sentHash.digest('hex'),
+        receivedBytes,
+        receivedSha256: receivedHash.digest('hex'),
+        received: Buffer.concat(head).toString('utf8'),
+        closedBy,
+        connectMs,
+        firstByteMs,
+        elapsedMs: sinceStart(),
+        ...(error !== undefined && { error }),
+      })
+    }
+    const timer = setTimeout(() => finish('timeout'), step.readTimeoutMs)
+    const send = async (): Promise<void> => {
+      while (sentBytes < step.bytes && !settled) {
+        const chunk = randomBytes(Math.min(chunkBytes, step.bytes - sentBytes))
+        sentHash.update(chunk)
+        sentBytes += chunk.length
+        if (!socket.write(chunk)) {
+          // 'close' also releases the wait: a reset or the timeout ends the step without a 'drain'.
+          await new Promise<void>((r) => {
+            const done = (): void => {
+              socket.off('drain', done)
+              socket.off('close', done)
+              r()
+            }
+            socket.on('drain', done)
+            socket.on('close', done)
+          })
+        }
+      }
+      if (step.halfClose && !settled) socket.end()
+    }
+    socket.on('connect', () => {
+      connectMs = sinceStart()
+      void send()
+    })
+    socket.on('data', (d: Buffer) => {
+      if (firstByteMs < 0) firstByteMs = sinceStart()
+      receivedBytes += d.length
+      receivedHash.update(d)
+      if (headBytes < RECEIVED_HEAD_BYTES) {
+        const part = d.subarray(0, RECEIVED_HEAD_BYTES - headBytes)
+        head.push(part)
+        headBytes += part.length
+      }
+    })
+    socket.on('end', () => finish('fin'))
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? err.message
+      // EPIPE: we wrote after the peer's RST had already closed the connection.
+      finish(connectMs >= 0 && (code === 'ECONNRESET' || code === 'EPIPE') ? 'reset' : 'error', code)
+    })
+  })
+}
+
+function formatAddress(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+}
+
+/** Sends each datagram (UTF-8) from one socket, in order, and collects every reply with its source until `waitMs` after the last send. */
+async function udpExchangeStep(step: Extract<Step, { type: 'udp-exchange' }>): Promise<Record<string, unknown>> {
+  if (step.datagrams.length > MAX_EXCHANGE_DATAGRAMS) throw new RangeError(`udp-exchange: at most ${MAX_EXCHANGE_DATAGRAMS} datagrams`)
+  const socket = createSocket(step.host.includes(':') ? 'udp6' : 'udp4')
+  const started = Date.now()
+  const replies: UdpReply[] = []
+  let dropped = 0
+  const errors: string[] = []
+  socket.on('message', (m, rinfo) => {
+    if (replies.length >= MAX_EXCHANGE_REPLIES) {
+      dropped++
+      return
+    }
+    replies.push({ from: formatAddress(rinfo.address, rinfo.port), size: m.length, text: m.toString('utf8'), base64: m.toString('base64'), atMs: Date.now() - started })
+  })
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (errors.length < 100) errors.push(err.code ?? err.message)
+  })
+  let sent = 0
+  for (const datagram of step.datagrams) {
+    const error = await new Promise<Error | null>((r) => socket.send(Buffer.from(datagram, 'utf8'), step.port, step.host, (err) => r(err)))
+    if (error === null) sent++
+    else if (errors.length < 100) errors.push((error as NodeJS.ErrnoException).code ?? error.message)
+  }
+  await new Promise((r) => setTimeout(r, step.waitMs))
+  socket.close()
+  return { type: 'udp-exchange', sent, replies, dropped, errors }
+}
+
 /** Runs the steps in order and writes one JSON line per result. */
 export async function runPlan(steps: readonly Step[]): Promise<void> {
   for (const step of steps) {
@@ -210,6 +364,12 @@ export async function runPlan(steps: readonly Step[]): Promise<void> {
         break
       case 'sequence':
         result = await sequenceStep(step)
+        break
+      case 'bulk':
+        result = await bulkStep(step)
+        break
+      case 'udp-exchange':
+        result = await udpExchangeStep(step)
         break
     }
     process.stdout.write(`${JSON.stringify(result)}\n`)

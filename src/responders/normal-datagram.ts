@@ -1,4 +1,4 @@
-import type { DatagramResponder, DatagramSession } from './responder.js'
+import type { DatagramHandler, DatagramResponder, DatagramSession } from './responder.js'
 import type { TemplateStore } from './templates.js'
 
 export interface NormalDatagramResponderOptions {
@@ -13,15 +13,18 @@ export interface NormalDatagramResponderOptions {
  */
 export function createNormalDatagramResponder(options: NormalDatagramResponderOptions): DatagramResponder {
   const { templates, maxReplyRatio } = options
+  const answer = (session: DatagramSession): void => {
+    const template = templates.get(session.target.port, 'udp')
+    if (template === undefined) return
+    const { recorder } = session
+    if (recorder.bytesSent + template.length > maxReplyRatio * recorder.bytesReceived) return
+    session.send(template)
+    recorder.sent(template)
+  }
   return {
     mode: 'normal',
-    onDatagram(session: DatagramSession): void {
-      const template = templates.get(session.target.port, 'udp')
-      if (template === undefined) return
-      const { recorder } = session
-      if (recorder.bytesSent + template.length > maxReplyRatio * recorder.bytesReceived) return
-      session.send(template)
-      recorder.sent(template.length)
+    open(session: DatagramSession): DatagramHandler {
+      return { datagram: () => answer(session), close: () => undefined }
     },
   }
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import type { CloseReason } from '../attack/attack.js'
-import type { Connection, EndableSession, Responder } from './responder.js'
+import type { Connection, EndableSession, HandOver, Responder } from './responder.js'
 import type { TemplateStore } from './templates.js'
 
 export interface NormalResponderOptions {
@@ -35,7 +35,7 @@ class NormalSession implements EndableSession {
     this.resolve = resolve
   }
 
-  start(): void {
+  start(handOver: HandOver | undefined): void {
     const socket = this.conn.socket as SessionSocket
     socket[kSession] = this
     // No setNoDelay here: the listeners are created with noDelay, so every accepted socket already has it.
@@ -49,6 +49,11 @@ class NormalSession implements EndableSession {
     const reply = this.conn.policy.reply
     if (reply === 'banner') this.send()
     else if (reply === 'silence') this.armSilence()
+    else if (handOver?.dataSeen === true) {
+      // Taken over from a relay that could not reach its target: the attacker's first bytes are already in.
+      this.answered = true
+      this.send()
+    }
   }
 
   data(chunk: Buffer): void {
@@ -66,7 +71,7 @@ class NormalSession implements EndableSession {
     const template = this.options.templates.get(this.conn.target.port, 'tcp')
     if (template === undefined || socket.destroyed || socket.writableEnded) return
     socket.write(template)
-    this.conn.recorder.sent(template.length)
+    this.conn.recorder.sent(template)
   }
 
   armSilence(): void {
@@ -134,8 +139,8 @@ function onSilence(session: NormalSession): void {
 export function createNormalResponder(options: NormalResponderOptions): Responder {
   return {
     mode: 'normal',
-    handle(conn: Connection): Promise<CloseReason> {
-      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, resolve).start())
+    handle(conn: Connection, handOver?: HandOver): Promise<CloseReason> {
+      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, resolve).start(handOver))
     },
   }
 }

@@ -26,24 +26,40 @@ export interface EndableSession {
   end(reason: CloseReason): void
 }
 
+/** What a responder taking over a connection from another one (a relay falling back) needs to know. */
+export interface HandOver {
+  readonly dataSeen: boolean // the attacker already sent bytes (recorded), so an on-data reply is due at once
+}
+
 /** Serves TCP connections in one mode. */
 export interface Responder {
   readonly mode: ResponderMode
   /** Serves one connection to its end; resolves with why it ended and never rejects for peer misbehaviour. */
-  handle(conn: Connection): Promise<CloseReason>
+  handle(conn: Connection, handOver?: HandOver): Promise<CloseReason>
 }
 
 /** One UDP session (one peer address and port) as a datagram responder sees it. */
 export interface DatagramSession {
   readonly source: Endpoint
   readonly target: Endpoint
-  readonly recorder: AttackRecorder // the datagram being answered is already recorded
+  readonly policy: PortPolicy
+  readonly recorder: AttackRecorder // every datagram handed to the handler is already recorded
+  readonly log: Logger
+  /** Sends a datagram to the peer from the attacked port (recording it is the caller's job). */
   send(data: Buffer): void
+}
+
+/** A UDP session's behaviour in one mode. */
+export interface DatagramHandler {
+  /** Handles a datagram from the peer, in arrival order. */
+  datagram(data: Buffer): void
+  /** The session ended (idle, shutdown, maximum duration, eviction): release what it holds. Called once. */
+  close(): void
 }
 
 /** Serves UDP sessions in one mode. */
 export interface DatagramResponder {
   readonly mode: ResponderMode
-  /** Answers the datagram that just arrived in `session`. */
-  onDatagram(session: DatagramSession): void
+  /** Starts a session; its first datagram follows at once through the handler. */
+  open(session: DatagramSession): DatagramHandler
 }

@@ -1,14 +1,17 @@
 import Database from 'better-sqlite3'
-import type { AddressFamily, CloseReason, Protocol, ResponderMode } from '../attack/attack.js'
+import type { AddressFamily, CloseReason, FallbackReason, Protocol, ResponderMode } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { APPLICATION_ID, latestSchemaVersion } from './migrate.js'
 
 /**
  * Read-only queries for the CLI (`honeytrap-ts query`, export). They run on their own connection, which WAL mode lets
- * read a consistent snapshot while the sensor's writer keeps inserting.
+ * read a consistent snapshot while the sensor's writer keeps inserting. The export record is built in export-record.ts.
  */
 
-/** One row of `attacks` without the payload, as listings show it. Column names and units are those of docs/schema.md. */
+/**
+ * One row of `attacks` without its BLOBs and transcript, as listings show it. Column names and units are those of
+ * docs/schema.md. Rows written before schema 2 read response_size 0, response_sha256 null and the relay columns null.
+ */
 export interface AttackSummaryRow {
   readonly id: string
   readonly protocol: Protocol
@@ -28,11 +31,20 @@ export interface AttackSummaryRow {
   readonly md5: string
   readonly sha256: string
   readonly sha512: string
+  readonly response_size: number
+  readonly response_truncated: 0 | 1
+  readonly response_sha256: string | null // null: written before schema 2, when responses were not recorded
+  readonly transcript_truncated: 0 | 1
+  readonly relay_target: string | null // mirror and proxy sessions only
+  readonly relay_outcome: 'relayed' | 'fallback' | null
+  readonly fallback_reason: FallbackReason | null
 }
 
-/** A whole row, payload included. */
+/** A whole row, BLOBs and transcript included. */
 export interface AttackRow extends AttackSummaryRow {
   readonly payload: Buffer
+  readonly response: Buffer
+  readonly transcript: string | null // JSON [direction, offset_ms, size] triples; null before schema 2
 }
 
 export interface ListAttacksOptions {
@@ -48,32 +60,9 @@ export interface AttackList {
   readonly attacks: readonly AttackSummaryRow[] // newest first
 }
 
-/** One JSON-lines record of `honeytrap-ts export`: stable field names, RFC 3339 UTC times, the payload in base64. */
-export interface ExportRecord {
-  readonly id: string
-  readonly protocol: Protocol
-  readonly family: AddressFamily
-  readonly src_ip: string
-  readonly src_port: number
-  readonly dst_ip: string
-  readonly dst_port: number
-  readonly mode: ResponderMode
-  readonly started_at: string
-  readonly ended_at: string
-  readonly duration_ms: number
-  readonly close_reason: CloseReason
-  readonly bytes_received: number
-  readonly bytes_sent: number
-  readonly truncated: boolean
-  readonly payload_size: number
-  readonly payload_md5: string
-  readonly payload_sha256: string
-  readonly payload_sha512: string
-  readonly payload_base64: string
-}
-
 const SUMMARY_COLUMNS = `id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
-  bytes_received, bytes_sent, truncated, payload_size, md5, sha256, sha512`
+  bytes_received, bytes_sent, truncated, payload_size, md5, sha256, sha512, response_size, response_truncated, response_sha256,
+  transcript_truncated, relay_target, relay_outcome, fallback_reason`
 
 /**
  * Opens an existing attacks database read-only; throws HT_ERR_STORE_OPEN if it is missing, not ours, or at a schema
@@ -148,33 +137,7 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
 
 /** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */
 export function iterateAttacks(db: Database.Database): IterableIterator<AttackRow> {
-  return db.prepare<[], AttackRow>(`SELECT ${SUMMARY_COLUMNS}, payload FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
-}
-
-/** The JSON-lines export record of one row. */
-export function toExportRecord(row: AttackRow): ExportRecord {
-  return {
-    id: row.id,
-    protocol: row.protocol,
-    family: row.family,
-    src_ip: row.src_ip,
-    src_port: row.src_port,
-    dst_ip: row.dst_ip,
-    dst_port: row.dst_port,
-    mode: row.mode,
-    started_at: new Date(row.started_at).toISOString(),
-    ended_at: new Date(row.ended_at).toISOString(),
-    duration_ms: row.ended_at - row.started_at,
-    close_reason: row.close_reason,
-    bytes_received: row.bytes_received,
-    bytes_sent: row.bytes_sent,
-    truncated: row.truncated === 1,
-    payload_size: row.payload_size,
-    payload_md5: row.md5,
-    payload_sha256: row.sha256,
-    payload_sha512: row.sha512,
-    payload_base64: row.payload.toString('base64'),
-  }
+  return db.prepare<[], AttackRow>(`SELECT ${SUMMARY_COLUMNS}, payload, response, transcript FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
 }
 
 function errorMessage(err: unknown): string {

@@ -8,7 +8,7 @@ export interface SqliteStoreOptions {
   readonly batchWindowMs: number // a batch is written this long after its first attack at the latest
   readonly batchMaxAttacks: number // ...or as soon as it holds this many attacks
   readonly maxQueuedAttacks: number // bound on attacks enqueued but not yet committed; past it enqueue drops
-  readonly maxQueuedBytes: number // bound on their payload bytes; keep it above the responder's maxAttackBytes
+  readonly maxQueuedBytes: number // bound on their payload + response bytes; keep it above twice responder.maxAttackBytes
   readonly log: Logger
   readonly busyTimeoutMs?: number // how long a write waits for a lock held by another connection; default 1000
   readonly maxWriteAttempts?: number // tries per batch before it is salvaged row by row and the rest dropped; default 5
@@ -20,9 +20,14 @@ export interface SqliteStoreOptions {
 const DEFAULT_BUSY_TIMEOUT_MS = 1_000
 const DEFAULT_MAX_WRITE_ATTEMPTS = 5
 const DEFAULT_RETRY_BASE_DELAY_MS = 100
-// A batch is also written once its payloads reach this size, so one transaction never holds the loop for long.
+// A batch is also written once its payloads and responses reach this size, so one transaction never holds the loop for long.
 const BATCH_MAX_BYTES = 4 * 1024 * 1024
 const DROP_WARN_INTERVAL_MS = 10_000
+
+/** What an attack holds in memory until it is written: the bytes kept of each direction (each up to the read limit). */
+function queuedBytes(attack: Attack): number {
+  return attack.payload.length + attack.response.length
+}
 
 /**
  * Opens the attacks database (creating and migrating it) and returns the store; throws HT_ERR_STORE_OPEN naming the
@@ -78,7 +83,7 @@ class SqliteStore implements AttackStore {
 
   enqueue(attack: Attack): void {
     if (this.#closed) return this.#drop('closed')
-    const bytes = attack.payload.length
+    const bytes = queuedBytes(attack)
     if (this.#queuedCount >= this.#options.maxQueuedAttacks || this.#queuedBytes + bytes > this.#options.maxQueuedBytes) {
       return this.#drop('queue-full')
     }
@@ -163,7 +168,7 @@ class SqliteStore implements AttackStore {
     this.#sealed.shift()
     this.#attempt = 0
     this.#queuedCount -= batch.length
-    for (const a of batch) this.#queuedBytes -= a.payload.length
+    for (const a of batch) this.#queuedBytes -= queuedBytes(a)
     this.#written += result.written
     this.#dropped += result.dropped
     if (result.committed) this.#batches += 1

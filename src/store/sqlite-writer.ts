@@ -15,16 +15,27 @@ export interface BatchResult {
   readonly error: unknown // the failure when nothing was written and the batch may be retried; null otherwise
 }
 
-// Positional parameters, in column order: binding an array is cheaper than matching 19 named parameters per row.
-const INSERT_SQL = `INSERT INTO attacks (
-  id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
-  bytes_received, bytes_sent, truncated, payload, payload_size, md5, sha256, sha512
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// In the order of Row.values. Positional parameters: binding an array is cheaper than matching 28 named ones per row.
+const COLUMNS = [
+  'id', 'protocol', 'family', 'mode', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'started_at', 'ended_at', 'close_reason',
+  'bytes_received', 'bytes_sent', 'truncated', 'payload', 'payload_size', 'md5', 'sha256', 'sha512',
+  'response', 'response_size', 'response_truncated', 'response_sha256', 'transcript', 'transcript_truncated',
+  'relay_target', 'relay_outcome', 'fallback_reason',
+] as const
+const INSERT_SQL = `INSERT INTO attacks (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`
 
 interface Row {
   readonly attack: Attack
   readonly sha256: string
-  readonly values: readonly (string | number | Buffer)[]
+  readonly values: readonly (string | number | Buffer | null)[]
+}
+
+/**
+ * The transcript column: `[["in",0,517],["out",1,1024]]`, one [direction, offset_ms, size] triple per chunk (format in
+ * migrations/002-transcript.sql). Triples, not objects: 10 000 chunks (the default cap) take about 200 KB.
+ */
+function encodeTranscript(transcript: Attack['transcript']): string {
+  return JSON.stringify(transcript.map((c) => [c.direction, c.offsetMs, c.size]))
 }
 
 function hashRow(a: Attack): Row {
@@ -53,6 +64,16 @@ function hashRow(a: Attack): Row {
       hash('md5', a.payload, 'hex'),
       sha256,
       hash('sha512', a.payload, 'hex'),
+      a.response,
+      a.response.length,
+      a.responseTruncated ? 1 : 0,
+      // Set even for an empty response, so that NULL keeps meaning "written before responses were recorded".
+      hash('sha256', a.response, 'hex'),
+      encodeTranscript(a.transcript),
+      a.transcriptTruncated ? 1 : 0,
+      a.relay?.target ?? null,
+      a.relay?.outcome ?? null,
+      a.relay?.reason ?? null,
     ],
   }
 }
@@ -64,8 +85,8 @@ function isConstraintError(err: unknown): boolean {
 
 /**
  * The only code that writes the attacks database: one transaction per batch, digests computed here (never on a
- * connection's path), one 'attack stored' log line per committed attack. Synchronous, like better-sqlite3 itself;
- * the store calls it from timers, batch by batch.
+ * connection's path), one 'attack stored' log line per committed attack (its mode and, for mirror and proxy, the
+ * relay target and outcome). Synchronous, like better-sqlite3 itself; the store calls it from timers, batch by batch.
  */
 export class SqliteWriter {
   readonly #db: Database.Database
@@ -169,6 +190,9 @@ export class SqliteWriter {
         bytesSent: a.bytesSent,
         truncated: a.truncated,
         sha256: row.sha256,
+        // Mirror and proxy sessions only, so the line of a normal session stays as small as before.
+        ...(a.relay !== null && { relayTarget: a.relay.target, relayOutcome: a.relay.outcome }),
+        ...(a.relay !== null && a.relay.reason !== null && { fallbackReason: a.relay.reason }),
       },
       'attack stored',
     )

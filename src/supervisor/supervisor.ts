@@ -3,7 +3,8 @@ import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
 import type { ConnectionAttempt } from '../monitor/packet-source.js'
-import type { Connection, DatagramResponder, EndableSession, Responder } from '../responders/responder.js'
+import type { ResponderSet } from '../responders/responder-set.js'
+import type { Connection, DatagramSession, EndableSession } from '../responders/responder.js'
 import { listenerKey, type Listener } from './listener.js'
 import type { PortPolicy, PortPolicyTable } from './port-policy.js'
 import type { SourceLimiter } from './source-limiter.js'
@@ -21,12 +22,13 @@ export interface SupervisorOptions {
     readonly backlog: number
   }
   readonly maxAttackBytes: number
+  readonly maxTranscriptChunks: number
   readonly maxSessionMs: number // sessions older than this are ended ('max-duration') by a sweep
   readonly udpSessionIdleMs: number
   readonly policy: PortPolicyTable
   readonly limiter: SourceLimiter
-  readonly responder: Responder
-  readonly datagramResponder: DatagramResponder
+  readonly responders: ResponderSet['tcp']
+  readonly datagramResponders: ResponderSet['udp']
   readonly sink: AttackSink
   readonly log: Logger
 }
@@ -322,13 +324,14 @@ export class Supervisor {
     const dstAddress = this.#takeTarget('tcp', srcAddress, srcPort, listener.port) ?? socket.localAddress ?? ''
     const target: Endpoint = { address: dstAddress, port: listener.port }
     const policy = this.#o.policy.resolve('tcp', listener.port)
-    const recorder = new AttackRecorder({ protocol: 'tcp', family: listener.family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes })
+    const recorder = new AttackRecorder({ protocol: 'tcp', family: listener.family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log)
     this.#sessions.add(conn)
     listener.sessionStarted()
     log.debug({ sport: srcPort }, 'connection accepted')
-    this.#o.responder.handle(conn).then(
+    // 'ignore' ports are never bound; a listener bound before its policy said so is served like a normal port.
+    this.#o.responders[policy.mode === 'ignore' ? 'normal' : policy.mode].handle(conn).then(
       (reason) => this.#endSession(conn, recorder, reason, listener),
       (err: unknown) => {
         // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
@@ -353,19 +356,25 @@ export class Supervisor {
     const policy = this.#o.policy.resolve('udp', listener.port)
     const dstAddress = this.#takeTarget('udp', peer.address, peer.port, listener.port) ?? (listener.family === 6 ? '::' : '0.0.0.0')
     const target: Endpoint = { address: dstAddress, port: listener.port }
-    const recorder = new AttackRecorder({ protocol: 'udp', family: listener.family, mode: policy.mode, source: peer, target, maxAttackBytes: this.#o.maxAttackBytes })
+    const recorder = new AttackRecorder({ protocol: 'udp', family: listener.family, mode: policy.mode, source: peer, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
     const session: OpenSession = { startedAtMs: recorder.startedAtMs, control }
     this.#sessions.add(session)
-    const datagramSession = { source: peer, target, recorder, send }
-    const responder = this.#o.datagramResponder
+    const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: peer.address, dport: listener.port }) : this.#log
+    const datagramSession: DatagramSession = { source: peer, target, policy, recorder, log, send }
+    const handler = this.#o.datagramResponders[policy.mode === 'ignore' ? 'normal' : policy.mode].open(datagramSession)
+    // A relay keeps relaying past the read limit (it only stops keeping bytes); normal mode ends there, as for TCP.
+    const endsAtLimit = policy.mode !== 'mirror' && policy.mode !== 'proxy'
     return {
       datagram: (data: Buffer): CloseReason | null => {
         this.#touch(listener)
-        if (recorder.received(data)) return 'size-limit'
-        responder.onDatagram(datagramSession)
+        if (recorder.received(data) && endsAtLimit) return 'size-limit'
+        handler.datagram(data)
         return null
       },
-      finish: (reason: CloseReason): void => this.#endSession(session, recorder, reason, null),
+      finish: (reason: CloseReason): void => {
+        handler.close()
+        this.#endSession(session, recorder, reason, null)
+      },
     }
   }
 }

@@ -29,7 +29,9 @@ export class TcpListener implements Listener {
 
   /** Binds and listens; rejects with the system error (EADDRINUSE when a real service owns the port). */
   static open(options: TcpListenerOptions): Promise<TcpListener> {
-    const server = createServer({ noDelay: true })
+    // allowHalfOpen: an attacker's FIN must not close our side by itself; a relay passes it on and keeps the other
+    // direction flowing, and normal mode ends the session on it explicitly.
+    const server = createServer({ noDelay: true, allowHalfOpen: true })
     const listener = new TcpListener(server, options)
     server.on('connection', (socket) => options.onConnection(listener, socket))
     return new Promise((resolve, reject) => {

@@ -46,6 +46,11 @@ function enqueueSome() {
       truncated: false,
       bytesReceived: payload.length,
       bytesSent: 0,
+      response: Buffer.alloc(0),
+      responseTruncated: false,
+      transcript: payload.length > 0 ? [{ direction: 'in', offsetMs: 0, size: payload.length }] : [],
+      transcriptTruncated: false,
+      relay: null,
     }
     store.enqueue(attack)
     out += `enqueued ${attack.id} ${now}\n`

@@ -34,14 +34,17 @@ async function tempDir(): Promise<string> {
   return dir
 }
 
+const RESPONSE = Buffer.from('220 ready\r\n\u001b[2J\r\n') // 17 bytes, an escape sequence among them
+
 function attack(i: number, payload: Buffer, family: 4 | 6 = 4): Attack {
   const startedAtMs = Date.UTC(2026, 10, 22, 12, 0, i)
+  const source = { address: family === 4 ? `198.18.0.${i + 2}` : `fd00::${i + 2}`, port: 40_000 + i }
   return {
     id: `01JZ${String(i).padStart(22, '0')}`,
     protocol: i % 2 === 0 ? 'tcp' : 'udp',
     family,
-    mode: 'normal',
-    source: { address: family === 4 ? `198.18.0.${i + 2}` : `fd00::${i + 2}`, port: 40_000 + i },
+    mode: i === 2 ? 'mirror' : 'normal',
+    source,
     target: { address: family === 4 ? '198.18.0.1' : 'fd00::1', port: 80 + i },
     startedAtMs,
     endedAtMs: startedAtMs + 1_234,
@@ -50,6 +53,14 @@ function attack(i: number, payload: Buffer, family: 4 | 6 = 4): Attack {
     truncated: false,
     bytesReceived: payload.length,
     bytesSent: 17,
+    response: RESPONSE,
+    responseTruncated: false,
+    transcript: [
+      { direction: 'out' as const, offsetMs: 0, size: RESPONSE.length },
+      { direction: 'in' as const, offsetMs: 5, size: payload.length },
+    ].filter((c) => c.size > 0),
+    transcriptTruncated: false,
+    relay: i === 2 ? { target: `${source.address}:${80 + i}`, outcome: 'fallback', reason: 'loop' } : null,
   }
 }
 
@@ -140,6 +151,13 @@ describe('honeytrap-ts command line', () => {
     expect(table.stdout).toContain('2 shown of 2')
     expect(table.stdout).not.toContain('\u001b') // piped: no colour, and never attacker bytes
 
+    // The relay column: the fallback reason of the mirror session, '-' for the normal ones.
+    const all = await cli('attacks', 'list', '--db', db)
+    const rows = all.stdout.split('\n')
+    expect(rows[0]).toMatch(/\bmode\s+relay\s+in\s+out\b/)
+    expect(rows.find((row) => row.includes('198.18.0.4:40002'))).toMatch(/\bmirror\s+loop\s/)
+    expect(rows.find((row) => row.includes('198.18.0.2:40000'))).toMatch(/\bnormal\s+-\s/)
+
     const exported = await cli('attacks', 'export', '--db', db, '--format', 'jsonl')
     expect(exported.code).toBe(0)
     const records = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -151,7 +169,7 @@ describe('honeytrap-ts command line', () => {
         protocol: i % 2 === 0 ? 'tcp' : 'udp',
         src_port: 40_000 + i,
         dst_port: 80 + i,
-        mode: 'normal',
+        mode: i === 2 ? 'mirror' : 'normal',
         started_at: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(),
         ended_at: new Date(Date.UTC(2026, 10, 22, 12, 0, i) + 1_234).toISOString(),
         close_reason: 'peer-closed',
@@ -160,7 +178,17 @@ describe('honeytrap-ts command line', () => {
         truncated: false,
         payload_sha256: createHash('sha256').update(p).digest('hex'),
         payload_base64: p.toString('base64'),
+        response_size: RESPONSE.length,
+        response_sha256: createHash('sha256').update(RESPONSE).digest('hex'),
+        response_base64: RESPONSE.toString('base64'),
+        relay: i === 2 ? { target: '198.18.0.4:82', outcome: 'fallback', reason: 'loop' } : null,
+        transcript_truncated: false,
+        transcript_error: null,
       })
+      const transcript = r['transcript'] as { direction: string; data_base64: string }[]
+      const replay = (direction: string): Buffer => Buffer.concat(transcript.filter((c) => c.direction === direction).map((c) => Buffer.from(c.data_base64, 'base64')))
+      expect(replay('in')).toEqual(p)
+      expect(replay('out')).toEqual(RESPONSE)
       expect(String(r['started_at'])).toMatch(/Z$/)
     })
     expect(records[3]).toMatchObject({ src_ip: 'fd00::5', dst_ip: 'fd00::1', family: 6 })

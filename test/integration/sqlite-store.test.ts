@@ -8,10 +8,11 @@ import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
 import { pino, type Logger } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import type { Attack } from '../../src/attack/attack.js'
+import type { Attack, TranscriptChunk } from '../../src/attack/attack.js'
 import { hasErrorCode } from '../../src/core/errors.js'
 import { createUlid } from '../../src/core/ids.js'
 import { openAttackDatabase } from '../../src/store/attack-query.js'
+import { latestSchemaVersion } from '../../src/store/migrate.js'
 import { createSqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js'
 import type { AttackStore } from '../../src/store/store.js'
 
@@ -61,6 +62,11 @@ function makeAttack(payload: Buffer, overrides: Partial<Attack> = {}): Attack {
     truncated: false,
     bytesReceived: payload.length,
     bytesSent: 17,
+    response: Buffer.alloc(0),
+    responseTruncated: false,
+    transcript: payload.length > 0 ? [{ direction: 'in', offsetMs: 0, size: payload.length }] : [],
+    transcriptTruncated: false,
+    relay: null,
     ...overrides,
   }
 }
@@ -85,6 +91,15 @@ interface DbRow {
   md5: string
   sha256: string
   sha512: string
+  response: Buffer
+  response_size: number
+  response_truncated: number
+  response_sha256: string | null
+  transcript: string | null
+  transcript_truncated: number
+  relay_target: string | null
+  relay_outcome: string | null
+  fallback_reason: string | null
 }
 
 function readRows(path: string): DbRow[] {
@@ -109,7 +124,7 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 }
 
 describe('sqlite store', () => {
-  it('stores every attack with its fields and the digests of its payload', async () => {
+  it('stores every attack with its fields and the digests of its payload and response', async () => {
     const { dir, track } = useTempDir()
     const path = join(dir, 'nested', 'deeper', 'attacks.db')
     const store = await createSqliteStore(storeOptions(path))
@@ -127,19 +142,37 @@ describe('sqlite store', () => {
       big.subarray(0, 1024 * 1024),
     ]
     for (let i = 0; i < 200; i++) payloads.push(allBytes.subarray(i % 256, (i % 256) + ((i * 13) % 200)))
-    const attacks = payloads.map((payload, i) =>
-      makeAttack(payload, {
+    const relays = [
+      null,
+      { target: '203.0.113.9:40001', outcome: 'relayed', reason: null },
+      { target: '[2001:db8::9]:50002', outcome: 'fallback', reason: 'loop' },
+      { target: 'backend.example:8080', outcome: 'fallback', reason: 'resolve-failed' },
+    ] as const
+    const attacks = payloads.map((payload, i) => {
+      // The responses are the payloads of other attacks: empty, every byte value, a view into a larger buffer, 1 MiB.
+      const response = payloads[(i + 1) % payloads.length]!
+      const relay = relays[i % relays.length]!
+      const chunks: TranscriptChunk[] = [
+        { direction: 'out', offsetMs: 0, size: response.length },
+        { direction: 'in', offsetMs: i, size: payload.length },
+      ]
+      return makeAttack(payload, {
         protocol: i % 3 === 0 ? 'udp' : 'tcp',
         family: i % 2 === 0 ? 4 : 6,
         source: i % 2 === 0 ? { address: '203.0.113.9', port: 40_000 + i } : { address: '2001:db8::9', port: 50_000 + i },
         target: i % 2 === 0 ? { address: '198.18.0.1', port: 1 + i } : { address: 'fd00::1', port: 1 + i },
-        mode: i % 4 === 0 ? 'ignore' : 'normal',
-        closeReason: i % 5 === 0 ? 'size-limit' : 'idle-timeout',
+        mode: relay === null ? (i % 8 === 0 ? 'ignore' : 'normal') : i % 2 === 0 ? 'proxy' : 'mirror',
+        closeReason: i % 5 === 0 ? 'size-limit' : i % 7 === 0 ? 'target-reset' : 'idle-timeout',
         truncated: i % 5 === 0,
         bytesReceived: payload.length + (i % 5 === 0 ? 99 : 0),
-        bytesSent: i,
-      }),
-    )
+        bytesSent: response.length + (i % 6 === 0 ? 7 : 0),
+        response,
+        responseTruncated: i % 6 === 0,
+        transcript: chunks.filter((c) => c.size > 0),
+        transcriptTruncated: i % 9 === 0,
+        relay,
+      })
+    })
     for (const attack of attacks) store.enqueue(attack)
     await store.flush()
 
@@ -147,13 +180,15 @@ describe('sqlite store', () => {
     // The caller's buffers are untouched (they were copied, not transferred).
     expect(big.length).toBe(3 * 1024 * 1024)
     expect(payloads[1]).toEqual(allBytes)
+    expect(attacks.filter((a) => a.relay?.outcome === 'fallback').length).toBeGreaterThan(0)
 
     const rows = new Map(readRows(path).map((row) => [row.id, row]))
     expect(rows.size).toBe(attacks.length)
     for (const attack of attacks) {
-      const { payload, ...row } = rows.get(attack.id)!
+      const { payload, response, ...row } = rows.get(attack.id)!
       // Buffer.equals: a deep equal of megabyte buffers element by element takes seconds.
       expect(payload.equals(attack.payload)).toBe(true)
+      expect(response.equals(attack.response)).toBe(true)
       expect(row).toEqual({
         id: attack.id,
         protocol: attack.protocol,
@@ -173,6 +208,14 @@ describe('sqlite store', () => {
         md5: digest('md5', attack.payload),
         sha256: digest('sha256', attack.payload),
         sha512: digest('sha512', attack.payload),
+        response_size: attack.response.length,
+        response_truncated: attack.responseTruncated ? 1 : 0,
+        response_sha256: digest('sha256', attack.response),
+        transcript: JSON.stringify(attack.transcript.map((c) => [c.direction, c.offsetMs, c.size])),
+        transcript_truncated: attack.transcriptTruncated ? 1 : 0,
+        relay_target: attack.relay?.target ?? null,
+        relay_outcome: attack.relay?.outcome ?? null,
+        fallback_reason: attack.relay?.reason ?? null,
       })
     }
 
@@ -189,7 +232,8 @@ describe('sqlite store', () => {
     const db = new Database(path, { readonly: true })
     track(db)
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    expect(db.pragma('user_version', { simple: true })).toBe(latestSchemaVersion())
+    expect(latestSchemaVersion()).toBe(2)
   })
 
   it('batches a burst into few transactions', async () => {
@@ -253,6 +297,54 @@ describe('sqlite store', () => {
     store.enqueue(makeAttack(Buffer.alloc(0)))
     await store.flush()
     expect(store.stats()).toMatchObject({ written: 4, dropped: 2 })
+  })
+
+  it('counts response bytes against the byte bound too', async () => {
+    const { dir, track } = useTempDir()
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { maxQueuedBytes: 1000, batchWindowMs: 1000 }))
+    track(store)
+    // 300 in + 400 out: one fits, the second would make 1400.
+    for (let i = 0; i < 2; i++) store.enqueue(makeAttack(Buffer.alloc(300, i), { response: Buffer.alloc(400, i) }))
+    expect(store.stats()).toMatchObject({ queued: 1, dropped: 1 })
+    store.enqueue(makeAttack(Buffer.alloc(0), { response: Buffer.alloc(300) }))
+    expect(store.stats()).toMatchObject({ queued: 2, dropped: 1 })
+    await store.flush()
+    // Written attacks give their bytes back: a full-size one fits again.
+    store.enqueue(makeAttack(Buffer.alloc(500), { response: Buffer.alloc(500) }))
+    await store.flush()
+    expect(store.stats()).toMatchObject({ written: 3, dropped: 1, queued: 0 })
+  })
+
+  it("names the relay target and outcome in the 'attack stored' line of mirror and proxy sessions only", async () => {
+    const { dir, track } = useTempDir()
+    const lines: Record<string, unknown>[] = []
+    const log: Logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done): void {
+          lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>)
+          done()
+        },
+      }),
+    )
+    const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { log }))
+    track(store)
+    const normal = makeAttack(Buffer.from('GET /'), { response: Buffer.from('HTTP/1.0 200 OK\r\n\r\n') })
+    const relayed = makeAttack(Buffer.from('SSH-2.0-x'), { mode: 'mirror', relay: { target: '198.18.0.2:22', outcome: 'relayed', reason: null } })
+    const fellBack = makeAttack(Buffer.from('x'), { mode: 'proxy', relay: { target: '10.0.0.9:25', outcome: 'fallback', reason: 'connect-refused' } })
+    for (const attack of [normal, relayed, fellBack]) store.enqueue(attack)
+    await store.flush()
+    await new Promise((resolve) => setImmediate(resolve))
+    const stored = new Map(lines.filter((line) => line.msg === 'attack stored').map((line) => [line.attackId, line]))
+    expect(stored.size).toBe(3)
+    const relayKeys = ['relayTarget', 'relayOutcome', 'fallbackReason']
+    for (const key of relayKeys) expect(stored.get(normal.id)).not.toHaveProperty(key)
+    expect(stored.get(normal.id)).toMatchObject({ mode: 'normal', bytesSent: 17 })
+    expect(stored.get(relayed.id)).toMatchObject({ mode: 'mirror', relayTarget: '198.18.0.2:22', relayOutcome: 'relayed' })
+    expect(stored.get(relayed.id)).not.toHaveProperty('fallbackReason')
+    expect(stored.get(fellBack.id)).toMatchObject({ mode: 'proxy', relayTarget: '10.0.0.9:25', relayOutcome: 'fallback', fallbackReason: 'connect-refused' })
+    // Neither direction's bytes reach the log.
+    for (const line of stored.values()) expect(JSON.stringify(line)).not.toMatch(/GET|HTTP|SSH/)
   })
 
   it('close flushes, is idempotent, and later enqueues are dropped and counted', async () => {

@@ -13,6 +13,7 @@ function recorder(options: Partial<AttackRecorderOptions> = {}): AttackRecorder 
     source: { address: '198.18.0.2', port: 40_000 },
     target: { address: '198.18.0.1', port: 80 },
     maxAttackBytes: 1_000,
+    maxTranscriptChunks: 10_000,
     ...options,
   })
 }
@@ -125,13 +126,31 @@ describe('sessions', () => {
     expect(attack.bytesReceived).toBe(0)
   })
 
-  it('counts bytes sent', () => {
+  it('counts and keeps bytes sent, as the response', () => {
     const rec = recorder()
-    rec.sent(10)
-    rec.sent(0)
-    rec.sent(5)
+    rec.sent(Buffer.alloc(10, 1))
+    rec.sent(Buffer.alloc(0))
+    rec.sent(Buffer.alloc(5, 2))
     expect(rec.bytesSent).toBe(15)
-    expect(rec.finish('peer-closed').bytesSent).toBe(15)
+    const attack = rec.finish('peer-closed')
+    expect(attack.bytesSent).toBe(15)
+    expect(attack.response).toEqual(Buffer.concat([Buffer.alloc(10, 1), Buffer.alloc(5, 2)]))
+    expect(attack.responseTruncated).toBe(false)
+  })
+
+  it('caps the response at the read limit too, and says so', () => {
+    const rec = recorder({ maxAttackBytes: 8 })
+    rec.sent(Buffer.alloc(6, 1))
+    rec.sent(Buffer.alloc(6, 2))
+    rec.received(Buffer.from('abc'))
+    const attack = rec.finish('peer-closed')
+    expect(attack.bytesSent).toBe(12)
+    expect(attack.response).toEqual(Buffer.concat([Buffer.alloc(6, 1), Buffer.alloc(2, 2)]))
+    expect(attack.responseTruncated).toBe(true)
+    expect(attack.truncated).toBe(false)
+    // The transcript lists only kept bytes: its out chunks add up to the response.
+    const out = attack.transcript.filter((c) => c.direction === 'out').reduce((n, c) => n + c.size, 0)
+    expect(out).toBe(8)
   })
 
   it('the attack carries the options and the times', () => {
@@ -159,6 +178,11 @@ describe('sessions', () => {
       truncated: false,
       bytesReceived: 2,
       bytesSent: 0,
+      response: Buffer.alloc(0),
+      responseTruncated: false,
+      transcript: [{ direction: 'in', offsetMs: expect.any(Number), size: 2 }],
+      transcriptTruncated: false,
+      relay: null,
     })
   })
 
@@ -186,7 +210,7 @@ describe('finish', () => {
     rec.received(Buffer.from('one'))
     const attack = rec.finish('peer-closed')
     rec.received(Buffer.from('two'))
-    rec.sent(99)
+    rec.sent(Buffer.alloc(99))
     expect(rec.finish('shutdown')).toBe(attack)
     expect(attack.payload.toString()).toBe('one')
     expect(attack.bytesReceived).toBe(3)
@@ -218,5 +242,97 @@ describe('ids', () => {
     const after = Date.now()
     expect(rec.startedAtMs).toBeGreaterThanOrEqual(before)
     expect(rec.startedAtMs).toBeLessThanOrEqual(after)
+  })
+})
+
+describe('transcript', () => {
+  it('lists the exchange in order, each chunk slicing payload (in) or response (out)', async () => {
+    const rec = recorder()
+    rec.received(Buffer.from('USER root\r\n'))
+    await new Promise((r) => setTimeout(r, 5))
+    rec.sent(Buffer.from('331 password\r\n'))
+    await new Promise((r) => setTimeout(r, 5))
+    rec.received(Buffer.from('PASS x\r\n'))
+    const attack = rec.finish('peer-closed')
+    expect(attack.transcript.map((c) => [c.direction, c.size])).toEqual([
+      ['in', 11],
+      ['out', 14],
+      ['in', 8],
+    ])
+    const offsets = attack.transcript.map((c) => c.offsetMs)
+    expect(offsets[1]!).toBeGreaterThanOrEqual(offsets[0]! + 4)
+    expect(offsets[2]!).toBeGreaterThanOrEqual(offsets[1]! + 4)
+    // Replaying the transcript from the two buffers gives back the exchange.
+    let inAt = 0
+    let outAt = 0
+    const replay = attack.transcript.map((c) => {
+      const from = c.direction === 'in' ? attack.payload : attack.response
+      const at = c.direction === 'in' ? inAt : outAt
+      if (c.direction === 'in') inAt += c.size
+      else outAt += c.size
+      return from.subarray(at, at + c.size).toString()
+    })
+    expect(replay).toEqual(['USER root\r\n', '331 password\r\n', 'PASS x\r\n'])
+    expect(attack.transcriptTruncated).toBe(false)
+  })
+
+  it('merges chunks of one direction within one millisecond, and never lists empty chunks', () => {
+    let now = 1_000
+    const rec = recorder({ startedAtMs: 1_000 })
+    const realNow = Date.now
+    Date.now = () => now
+    try {
+      rec.received(Buffer.from('a'))
+      rec.received(Buffer.from('b'))
+      rec.received(Buffer.alloc(0))
+      now = 1_002
+      rec.received(Buffer.from('c'))
+      rec.sent(Buffer.from('x'))
+      rec.sent(Buffer.from('y'))
+    } finally {
+      Date.now = realNow
+    }
+    expect(rec.finish('peer-closed').transcript).toEqual([
+      { direction: 'in', offsetMs: 0, size: 2 },
+      { direction: 'in', offsetMs: 2, size: 1 },
+      { direction: 'out', offsetMs: 2, size: 2 },
+    ])
+  })
+
+  it('stops listing at maxTranscriptChunks and flags it; the bytes are still kept', () => {
+    const rec = recorder({ maxTranscriptChunks: 3 })
+    for (let i = 0; i < 10; i++) {
+      rec.received(Buffer.from('q'))
+      rec.sent(Buffer.from('r'))
+    }
+    const attack = rec.finish('peer-closed')
+    expect(attack.transcript.length).toBe(3)
+    expect(attack.transcriptTruncated).toBe(true)
+    expect(attack.payload.length).toBe(10)
+    expect(attack.response.length).toBe(10)
+  })
+
+  it('stops listing a direction at its read limit: the listed chunks always slice what was kept', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 40 })), { maxLength: 60 }), fc.integer({ min: 1, max: 200 }), (chunks, limit) => {
+        const rec = recorder({ maxAttackBytes: limit })
+        for (const [incoming, size] of chunks) {
+          if (incoming) rec.received(Buffer.alloc(size, 1))
+          else rec.sent(Buffer.alloc(size, 2))
+        }
+        const a = rec.finish('peer-closed')
+        const sum = (d: string): number => a.transcript.filter((c) => c.direction === d).reduce((n, c) => n + c.size, 0)
+        expect(sum('in')).toBe(a.payload.length)
+        expect(sum('out')).toBe(a.response.length)
+        expect(a.transcript.every((c) => c.size > 0)).toBe(true)
+      }),
+    )
+  })
+
+  it('records the relay outcome, the last one set winning', () => {
+    const rec = recorder({ mode: 'mirror' })
+    expect(recorder().finish('peer-closed').relay).toBeNull()
+    rec.setRelay({ target: '198.18.0.2:80', outcome: 'fallback', reason: 'loop' })
+    expect(rec.finish('peer-closed').relay).toEqual({ target: '198.18.0.2:80', outcome: 'fallback', reason: 'loop' })
   })
 })

@@ -72,11 +72,23 @@ const DEFAULTS: Config = {
     idleTimeoutMs: 30_000,
     maxDurationMs: 300_000,
     maxAttackBytes: 1024 * 1024,
+    maxTranscriptChunks: 10_000,
     bannerPorts: [21, 22, 23, 25, 110, 143, 465, 587, 993, 995, 2323, 3306, 4444, 5900, 21000],
     silence: { intervalMs: 1_000, maxReplies: 10 },
   },
   udp: { sessionIdleMs: 10_000, maxReplyRatio: 3 },
-  ports: { defaultMode: 'normal', rules: [] },
+  ports: { defaultMode: 'normal', defaultProxy: {}, rules: [] },
+  mirror: {
+    connectTimeoutMs: 3_000,
+    idleTimeoutMs: 30_000,
+    deny: [],
+    maxConcurrentPerSource: 4,
+    connectionsPerMinutePerSource: 30,
+    bytesPerMinutePerSource: 1024 * 1024,
+    maxTrackedSources: 10_000,
+  },
+  proxy: { connectTimeoutMs: 3_000, idleTimeoutMs: 120_000, resolveTtlMs: 60_000, targets: {} },
+  relay: { highWaterMarkBytes: 256 * 1024 },
   store: {
     path: '/var/lib/honeytrap-ts/attacks.db',
     batchWindowMs: 200,
@@ -219,20 +231,73 @@ describe('types and ranges name the key path', () => {
   })
 })
 
-describe('reserved modes', () => {
-  it.each(['mirror', 'proxy'])('mode %s is refused as reserved in a rule', (mode) => {
-    const err = configErrorOf(() => parseConfig({ ports: { rules: [{ ports: '80', mode }] } }))
-    expect(issueAt(err.issues, 'ports.rules.0.mode').message).toMatch(/reserved/)
+describe('mirror and proxy', () => {
+  const ssh = { host: '192.0.2.10', port: 22, protocol: 'tcp' }
+  const dns = { host: 'dns.internal', port: 53, protocol: 'udp' }
+
+  it('accepts mirror rules, with and without mirrorPort, and mirror as the default mode', () => {
+    const config = parseConfig({ ports: { defaultMode: 'mirror', rules: [{ ports: '445/tcp', mode: 'mirror', mirrorPort: 4445 }] } })
+    expect(config.ports.rules[0]).toMatchObject({ mode: 'mirror', mirrorPort: 4445 })
+    expect(config.ports.defaultMode).toBe('mirror')
   })
 
-  it.each(['mirror', 'proxy'])('mode %s is refused as reserved for defaultMode', (mode) => {
-    const err = configErrorOf(() => parseConfig({ ports: { defaultMode: mode } }))
-    expect(issueAt(err.issues, 'ports.defaultMode').message).toMatch(/reserved/)
+  it('accepts a proxy rule naming a target of its protocol, and fills the target defaults', () => {
+    const config = parseConfig({ proxy: { targets: { ssh, dns } }, ports: { rules: [{ ports: '22/tcp,2222/tcp', mode: 'proxy', proxy: 'ssh' }, { ports: '53/udp', mode: 'proxy', proxy: 'dns' }] } })
+    expect(config.proxy.targets['ssh']).toEqual({ ...ssh, maxConcurrent: 64 })
   })
 
-  it('the available modes are accepted', () => {
-    expect(parseConfig({ ports: { defaultMode: 'ignore' } }).ports.defaultMode).toBe('ignore')
-    expect(parseConfig({ ports: { defaultMode: 'normal' } }).ports.defaultMode).toBe('normal')
+  it('refuses a proxy rule with no target, naming the defined ones', () => {
+    const err = configErrorOf(() => parseConfig({ proxy: { targets: { ssh } }, ports: { rules: [{ ports: '22/tcp', mode: 'proxy' }] } }))
+    expect(issueAt(err.issues, 'ports.rules.0.proxy').message).toMatch(/needs the name of its target.*defined targets: ssh/)
+  })
+
+  it('refuses an undefined target, saying where to add it', () => {
+    const err = configErrorOf(() => parseConfig({ ports: { rules: [{ ports: '22/tcp', mode: 'proxy', proxy: 'sshd' }] } }))
+    expect(issueAt(err.issues, 'ports.rules.0.proxy').message).toMatch(/"sshd" is not defined \(no targets are defined under proxy.targets\); add it under proxy.targets/)
+  })
+
+  it('refuses a TCP port relayed to a UDP target and the other way round, with the fix', () => {
+    const tcpToUdp = configErrorOf(() => parseConfig({ proxy: { targets: { dns } }, ports: { rules: [{ ports: '53/tcp', mode: 'proxy', proxy: 'dns' }] } }))
+    expect(issueAt(tcpToUdp.issues, 'ports.rules.0.proxy').message).toMatch(/covers tcp but proxy target "dns" is udp.*add "\/udp"/)
+    // A port list without a protocol covers both, so it cannot go to one single-protocol target.
+    const both = configErrorOf(() => parseConfig({ proxy: { targets: { ssh } }, ports: { rules: [{ ports: '2222', mode: 'proxy', proxy: 'ssh' }] } }))
+    expect(issueAt(both.issues, 'ports.rules.0.proxy').message).toMatch(/covers udp but proxy target "ssh" is tcp/)
+  })
+
+  it('refuses mode-specific keys on the wrong mode', () => {
+    const err = configErrorOf(() => parseConfig({ proxy: { targets: { ssh } }, ports: { rules: [{ ports: '80/tcp', mode: 'normal', mirrorPort: 81 }, { ports: '81/tcp', mode: 'mirror', proxy: 'ssh' }] } }))
+    expect(issueAt(err.issues, 'ports.rules.0.mirrorPort').message).toMatch(/mode mirror only/)
+    expect(issueAt(err.issues, 'ports.rules.1.proxy').message).toMatch(/mode proxy only/)
+  })
+
+  it('defaultMode proxy needs a target per protocol', () => {
+    const err = configErrorOf(() => parseConfig({ proxy: { targets: { ssh } }, ports: { defaultMode: 'proxy', defaultProxy: { tcp: 'ssh' } } }))
+    expect(issueAt(err.issues, 'ports.defaultProxy.udp').message).toMatch(/needs a udp target/)
+    const ok = parseConfig({ proxy: { targets: { ssh, dns } }, ports: { defaultMode: 'proxy', defaultProxy: { tcp: 'ssh', udp: 'dns' } } })
+    expect(ok.ports.defaultProxy).toEqual({ tcp: 'ssh', udp: 'dns' })
+    const wrong = configErrorOf(() => parseConfig({ proxy: { targets: { ssh } }, ports: { defaultProxy: { udp: 'ssh' } } }))
+    expect(issueAt(wrong.issues, 'ports.defaultProxy.udp').message).toMatch(/covers udp but proxy target "ssh" is tcp/)
+  })
+
+  it('refuses bad target definitions and names', () => {
+    const err = configErrorOf(() => parseConfig({ proxy: { targets: { 'bad name': ssh, ok: { host: '', port: 0, protocol: 'sctp' } } } }))
+    const paths = err.issues.map((i) => i.path)
+    expect(paths).toEqual(expect.arrayContaining(['proxy.targets.ok.host', 'proxy.targets.ok.port', 'proxy.targets.ok.protocol']))
+    expect(err.issues.some((i) => i.path.startsWith('proxy.targets') && /target name/.test(i.message))).toBe(true)
+    const extra = configErrorOf(() => parseConfig({ proxy: { targets: { ssh: { ...ssh, hots: 'x' } } } }))
+    expect(issueAt(extra.issues, 'proxy.targets.ssh').message).toMatch(/unknown key/)
+  })
+
+  it('checks mirror.deny entries as CIDR ranges, naming the bad one', () => {
+    expect(parseConfig({ mirror: { deny: ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'] } }).mirror.deny).toHaveLength(3)
+    const err = configErrorOf(() => parseConfig({ mirror: { deny: ['203.0.113.0/24', '10.0.0.0/33', 'example.com'] } }))
+    expect(issueAt(err.issues, 'mirror.deny.1').message).toMatch(/prefix/)
+    expect(issueAt(err.issues, 'mirror.deny.2').message.length).toBeGreaterThan(0)
+  })
+
+  it('refuses non-positive budgets and timeouts', () => {
+    const err = configErrorOf(() => parseConfig({ mirror: { connectTimeoutMs: 0, bytesPerMinutePerSource: -1 }, proxy: { resolveTtlMs: 1.5 } }))
+    expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['mirror.connectTimeoutMs', 'mirror.bytesPerMinutePerSource', 'proxy.resolveTtlMs']))
   })
 })
 
@@ -420,5 +485,13 @@ describe('sections left empty', () => {
 
   it('still refuses a section of the wrong type, even with an override for it', () => {
     expect(() => parseConfig({ monitor: 'oops' }, { queue: 3 })).toThrow(ConfigError)
+  })
+})
+
+describe('store bounds', () => {
+  it('refuses a queue byte bound that one session could exceed, naming both keys', () => {
+    const err = configErrorOf(() => parseConfig({ responder: { maxAttackBytes: 1_000_000 }, store: { maxQueuedBytes: 1_500_000 } }))
+    expect(issueAt(err.issues, 'store.maxQueuedBytes').message).toMatch(/at least twice responder.maxAttackBytes \(2000000\)/)
+    expect(parseConfig({ responder: { maxAttackBytes: 1_000_000 }, store: { maxQueuedBytes: 2_000_000 } }).store.maxQueuedBytes).toBe(2_000_000)
   })
 })

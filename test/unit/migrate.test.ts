@@ -45,7 +45,7 @@ describe('migrate', () => {
   it('creates the schema on a fresh database and marks it as ours', () => {
     const { db } = openTempDb()
     const result = migrate(db)
-    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql'] })
+    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql', '002-transcript.sql'] })
     expect(tables(db)).toEqual(['attacks', 'meta'])
     expect(db.pragma('application_id', { simple: true })).toBe(APPLICATION_ID)
     const indexes = db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'attacks' AND sql IS NOT NULL ORDER BY name").pluck().all()
@@ -56,7 +56,7 @@ describe('migrate', () => {
   it('does nothing the second time', () => {
     const { db } = openTempDb()
     migrate(db)
-    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 1, applied: [] })
+    expect(migrate(db)).toEqual({ fromVersion: 2, toVersion: 2, applied: [] })
   })
 
   it('refuses a database whose version is newer than the code knows', () => {
@@ -65,7 +65,7 @@ describe('migrate', () => {
     db.pragma('user_version = 7')
     const err = caught(() => migrate(db))
     expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
-    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 1/)
+    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 2/)
     expect(userVersion(db)).toBe(7)
   })
 
@@ -112,5 +112,52 @@ describe('migrate', () => {
     const { dir } = openTempDb()
     const migrationsDir = writeMigrations(dir, { '001-a.sql': 'SELECT 1;', '003-c.sql': 'SELECT 1;' })
     expect(() => loadMigrations(migrationsDir)).toThrow(/003-c\.sql is out of sequence/)
+  })
+
+  it('migrates a schema-1 database with rows to 2 in place, without touching its rows', () => {
+    const { db, dir } = openTempDb()
+    const first = loadMigrations()[0]!
+    expect(migrate(db, { migrationsDir: writeMigrations(dir, { [first.name]: first.sql }) })).toMatchObject({ toVersion: 1 })
+    const insert = db.prepare(`INSERT INTO attacks (id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at,
+      ended_at, close_reason, bytes_received, bytes_sent, truncated, payload, payload_size, md5, sha256, sha512)
+      VALUES (?, 'tcp', 4, 'normal', '203.0.113.5', 40000, '198.18.0.1', 23, 1000, 2000, 'peer-closed', 3, 12, 0, ?, 3, 'm', 's', 'x')`)
+    insert.run('01JZ0000000000000000000001', Buffer.from([0x00, 0xff, 0x80]))
+    insert.run('01JZ0000000000000000000002', Buffer.alloc(0))
+    const before = db.prepare('SELECT * FROM attacks ORDER BY id').all()
+
+    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 2, applied: ['002-transcript.sql'] })
+    const after = db.prepare<[], Record<string, unknown>>('SELECT * FROM attacks ORDER BY id').all()
+    expect(after).toHaveLength(2)
+    after.forEach((row, i) => {
+      // Every column of schema 1 is as it was, and the new ones read "not recorded".
+      expect(row).toMatchObject(before[i] as Record<string, unknown>)
+      expect(row).toMatchObject({
+        response: Buffer.alloc(0),
+        response_size: 0,
+        response_truncated: 0,
+        response_sha256: null,
+        transcript: null,
+        transcript_truncated: 0,
+        relay_target: null,
+        relay_outcome: null,
+        fallback_reason: null,
+      })
+    })
+  })
+
+  it('keeps the relay columns consistent', () => {
+    const { db } = openTempDb()
+    migrate(db)
+    const insert = db.prepare(`INSERT INTO attacks (id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at,
+      ended_at, close_reason, bytes_received, bytes_sent, truncated, payload, payload_size, md5, sha256, sha512, relay_target,
+      relay_outcome, fallback_reason) VALUES (?, 'tcp', 4, 'mirror', '203.0.113.5', 40000, '198.18.0.1', 23, 1000, 2000,
+      'peer-closed', 0, 0, 0, x'', 0, 'm', 's', 'x', ?, ?, ?)`)
+    insert.run('01JZ0000000000000000000001', '203.0.113.5:23', 'relayed', null)
+    insert.run('01JZ0000000000000000000002', '203.0.113.5:23', 'fallback', 'loop')
+    insert.run('01JZ0000000000000000000003', null, null, null)
+    expect(() => insert.run('01JZ0000000000000000000004', '203.0.113.5:23', 'maybe', null)).toThrow(/CHECK constraint failed/)
+    expect(() => insert.run('01JZ0000000000000000000005', '203.0.113.5:23', null, null)).toThrow(/CHECK constraint failed/)
+    expect(() => insert.run('01JZ0000000000000000000006', null, 'relayed', null)).toThrow(/CHECK constraint failed/)
+    expect(() => db.prepare("UPDATE attacks SET response_truncated = 2").run()).toThrow(/CHECK constraint failed/)
   })
 })

@@ -76,8 +76,8 @@ describe('specificity', () => {
     ]
     for (const order of orders) {
       const table = policyOf({ defaultMode: 'normal', rules: order.map((i) => rules[i]!) })
-      expect(table.resolve('tcp', 8080)).toEqual({ mode: 'normal', reply: 'banner' })
-      expect(table.resolve('tcp', 8081)).toEqual({ mode: 'normal', reply: 'silence' })
+      expect(table.resolve('tcp', 8080)).toMatchObject({ mode: 'normal', reply: 'banner' })
+      expect(table.resolve('tcp', 8081)).toMatchObject({ mode: 'normal', reply: 'silence' })
       expect(table.resolve('tcp', 7999).mode).toBe('ignore')
       expect(table.resolve('tcp', 60_001).mode).toBe('normal')
     }
@@ -87,8 +87,8 @@ describe('specificity', () => {
     // Rule 0 covers 22 alone (width 1) and 1000-2000; rule 1 covers 1-100 and 1500.
     const table = policyOf({ rules: [{ ports: '22,1000-2000', mode: 'ignore' }, { ports: '1-100,1500', mode: 'normal', reply: 'silence' }] })
     expect(table.resolve('tcp', 22).mode).toBe('ignore')
-    expect(table.resolve('tcp', 23)).toEqual({ mode: 'normal', reply: 'silence' })
-    expect(table.resolve('tcp', 1500)).toEqual({ mode: 'normal', reply: 'silence' })
+    expect(table.resolve('tcp', 23)).toMatchObject({ mode: 'normal', reply: 'silence' })
+    expect(table.resolve('tcp', 1500)).toMatchObject({ mode: 'normal', reply: 'silence' })
     expect(table.resolve('tcp', 1501).mode).toBe('ignore')
   })
 })
@@ -111,7 +111,7 @@ describe('duplicates', () => {
   it('the same port for different protocols is not a duplicate', () => {
     const table = policyOf({ rules: [{ ports: '53/tcp', mode: 'ignore' }, { ports: '53/udp', mode: 'normal', reply: 'banner' }] })
     expect(table.resolve('tcp', 53).mode).toBe('ignore')
-    expect(table.resolve('udp', 53)).toEqual({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('udp', 53)).toMatchObject({ mode: 'normal', reply: 'banner' })
   })
 
   it('overlapping but different ranges are not duplicates', () => {
@@ -130,7 +130,7 @@ describe('per protocol', () => {
 
   it('a narrower rule for one protocol does not affect the other protocol', () => {
     const table = policyOf({ rules: [{ ports: '1-1000', mode: 'ignore' }, { ports: '53/udp', mode: 'normal', reply: 'on-data' }] })
-    expect(table.resolve('udp', 53)).toEqual({ mode: 'normal', reply: 'on-data' })
+    expect(table.resolve('udp', 53)).toMatchObject({ mode: 'normal', reply: 'on-data' })
     expect(table.resolve('tcp', 53).mode).toBe('ignore')
   })
 })
@@ -142,7 +142,7 @@ describe('excluded ranges', () => {
     expect(table.resolve('tcp', 2222).mode).toBe('ignore')
     expect(table.resolve('udp', 2222).mode).toBe('ignore')
     // Only the excluded protocol is overridden.
-    expect(table.resolve('udp', 22)).toEqual({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('udp', 22)).toMatchObject({ mode: 'normal', reply: 'banner' })
   })
 
   it('an excluded range overrides the default mode and ends where it ends', () => {
@@ -158,10 +158,10 @@ describe('excluded ranges', () => {
 describe('reply timing', () => {
   it('auto resolves to banner for banner ports and on-data for the others', () => {
     const table = policyOf({ rules: [{ ports: '1-65535', mode: 'normal', reply: 'auto' }] }, [21, 25])
-    expect(table.resolve('tcp', 21)).toEqual({ mode: 'normal', reply: 'banner' })
-    expect(table.resolve('tcp', 25)).toEqual({ mode: 'normal', reply: 'banner' })
-    expect(table.resolve('tcp', 80)).toEqual({ mode: 'normal', reply: 'on-data' })
-    expect(table.resolve('udp', 21)).toEqual({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('tcp', 21)).toMatchObject({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('tcp', 25)).toMatchObject({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('tcp', 80)).toMatchObject({ mode: 'normal', reply: 'on-data' })
+    expect(table.resolve('udp', 21)).toMatchObject({ mode: 'normal', reply: 'banner' })
   })
 
   it('the default mode uses auto timing too', () => {
@@ -175,9 +175,9 @@ describe('reply timing', () => {
       { rules: [{ ports: '21', mode: 'normal', reply: 'on-data' }, { ports: '80', mode: 'normal', reply: 'banner' }, { ports: '23', mode: 'normal', reply: 'silence' }] },
       [21, 23],
     )
-    expect(table.resolve('tcp', 21)).toEqual({ mode: 'normal', reply: 'on-data' })
-    expect(table.resolve('tcp', 80)).toEqual({ mode: 'normal', reply: 'banner' })
-    expect(table.resolve('tcp', 23)).toEqual({ mode: 'normal', reply: 'silence' })
+    expect(table.resolve('tcp', 21)).toMatchObject({ mode: 'normal', reply: 'on-data' })
+    expect(table.resolve('tcp', 80)).toMatchObject({ mode: 'normal', reply: 'banner' })
+    expect(table.resolve('tcp', 23)).toMatchObject({ mode: 'normal', reply: 'silence' })
   })
 
   it('resolve never returns auto', () => {
@@ -202,5 +202,34 @@ describe('edges', () => {
     expect(table.resolve('tcp', 1).mode).toBe('ignore')
     expect(table.resolve('tcp', 65_535).mode).toBe('ignore')
     expect(table.resolve('udp', 32_768).mode).toBe('ignore')
+  })
+})
+
+describe('relay destinations', () => {
+  it('carries mirrorPort and the proxy target name of the rule, and defaultProxy per protocol', () => {
+    const config = parseConfig({
+      proxy: { targets: { ssh: { host: '192.0.2.1', port: 22, protocol: 'tcp' }, dns: { host: '192.0.2.2', port: 53, protocol: 'udp' } } },
+      ports: {
+        defaultMode: 'proxy',
+        defaultProxy: { tcp: 'ssh', udp: 'dns' },
+        rules: [
+          { ports: '445/tcp', mode: 'mirror', mirrorPort: 4445 },
+          { ports: '80', mode: 'mirror' },
+          { ports: '8000-9000', mode: 'normal' },
+        ],
+      },
+    })
+    const table = buildPortPolicy(config.ports, [])
+    expect(table.resolve('tcp', 445)).toEqual({ mode: 'mirror', reply: 'on-data', mirrorPort: 4445, proxy: null })
+    expect(table.resolve('udp', 80)).toEqual({ mode: 'mirror', reply: 'on-data', mirrorPort: null, proxy: null })
+    expect(table.resolve('tcp', 2222)).toEqual({ mode: 'proxy', reply: 'on-data', mirrorPort: null, proxy: 'ssh' })
+    expect(table.resolve('udp', 5353)).toEqual({ mode: 'proxy', reply: 'on-data', mirrorPort: null, proxy: 'dns' })
+    expect(table.resolve('tcp', 8080)).toEqual({ mode: 'normal', reply: 'on-data', mirrorPort: null, proxy: null })
+  })
+
+  it('returns the same frozen object for the same rule and timing (nothing allocated per SYN)', () => {
+    const table = policyOf({ rules: [{ ports: '1000-2000/tcp', mode: 'mirror' }] })
+    expect(table.resolve('tcp', 1000)).toBe(table.resolve('tcp', 1999))
+    expect(Object.isFrozen(table.resolve('tcp', 1000))).toBe(true)
   })
 })

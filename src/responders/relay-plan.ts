@@ -1,0 +1,29 @@
+import type { Endpoint, FallbackReason, Protocol } from '../attack/attack.js'
+import type { PortPolicy } from '../supervisor/port-policy.js'
+import type { RelayMode } from './relay-stats.js'
+
+/** A granted relay: where to connect, and the budget it holds until release(). */
+export interface RelayLease {
+  readonly destination: Endpoint
+  readonly label: string // RelayInfo.target: "address:port"
+  /**
+   * Spends bytes about to be sent to the attacker's address on either leg; false means the budget is spent and the
+   * relay must be cut before sending. Null when the mode has no byte budget (proxy).
+   */
+  readonly spend: ((bytes: number) => boolean) | null
+  /** Gives the slot back; called once, when the session ends or falls back. */
+  release(): void
+}
+
+export type RelayPlan = { readonly ok: true; readonly lease: RelayLease } | { readonly ok: false; readonly reason: FallbackReason; readonly label: string }
+
+/** Decides, per session, whether and where a relay may connect. Never throws; a refusal is a fallback reason. */
+export interface RelayPlanner {
+  readonly mode: RelayMode
+  plan(protocol: Protocol, source: Endpoint, target: Endpoint, policy: PortPolicy): RelayPlan | Promise<RelayPlan>
+}
+
+/** "198.51.100.7:80" or "[2001:db8::7]:80". */
+export function formatEndpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+}
