@@ -98,7 +98,9 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   const fdLimit = await raiseFdLimit()
   const limits = { ...config.limits }
   if (fdLimit !== null) {
-    const room = fdLimit.soft - config.listeners.maxListeners - 256 // descriptors for the db, logs, netlink, templates
+    // Each relay holds a second descriptor (its target connection), bounded by the mirror and proxy caps.
+    const relays = config.mirror.maxConcurrent + Object.values(config.proxy.targets).reduce((n, t) => n + t.maxConcurrent, 0)
+    const room = fdLimit.soft - config.listeners.maxListeners - relays - 256 // 256: the db, logs, netlink, templates
     if (room < limits.maxConnections) {
       log.warn({ fdSoft: fdLimit.soft, fdHard: fdLimit.hard, maxConnections: limits.maxConnections, lowered: Math.max(room, 64) }, 'file descriptor limit lowers maxConnections')
       limits.maxConnections = Math.max(room, 64)

@@ -56,6 +56,7 @@ export interface TranscriptChunk {
  * - special-address: loopback, unspecified, link-local, multicast, broadcast or reserved
  * - denied: the mirror target is in `mirror.deny`
  * - loop: the sensor already holds a mirror connection to that address and port (two sensors mirroring each other)
+ * - mirror-busy: `mirror.maxConcurrent` mirrors are open already (all sources)
  * - budget-concurrent / budget-connections / budget-bytes: the source's mirror budget is spent
  * - target-busy: the proxy target's concurrency cap is reached
  * - resolve-failed: the proxy target's host name did not resolve
@@ -66,6 +67,7 @@ export type FallbackReason =
   | 'special-address'
   | 'denied'
   | 'loop'
+  | 'mirror-busy'
   | 'budget-concurrent'
   | 'budget-connections'
   | 'budget-bytes'

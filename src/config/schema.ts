@@ -135,6 +135,7 @@ export const ConfigSchema = z.strictObject({
       connectTimeoutMs: PositiveInt.max(60_000).default(3_000),
       idleTimeoutMs: PositiveInt.default(30_000), // no bytes either way for this long ends a relayed session
       deny: z.array(Cidr).default([]), // never mirrored to: other sensors, the operator's networks
+      maxConcurrent: PositiveInt.default(512), // mirrors open at once, all sources (each holds a second descriptor)
       maxConcurrentPerSource: PositiveInt.default(4), // mirror connections open to one address at once
       connectionsPerMinutePerSource: PositiveInt.default(30), // mirror connections started per address and minute
       bytesPerMinutePerSource: PositiveInt.default(1024 * 1024), // bytes sent to one address per minute, both legs

@@ -82,6 +82,7 @@ const DEFAULTS: Config = {
     connectTimeoutMs: 3_000,
     idleTimeoutMs: 30_000,
     deny: [],
+    maxConcurrent: 512,
     maxConcurrentPerSource: 4,
     connectionsPerMinutePerSource: 30,
     bytesPerMinutePerSource: 1024 * 1024,
