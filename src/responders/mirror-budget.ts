@@ -31,10 +31,14 @@ export class MirrorBudget {
   readonly #now: () => number
   readonly #sources = new Map<string, SourceBudget>()
   #open = 0
+  // A new mirror needs a tenth of the byte budget left (at most 4 KiB): with a few bytes it would only be cut at once,
+  // and a refill of a byte or two a millisecond must not keep granting such sessions.
+  readonly #minStartBytes: number
   refused = 0
 
   constructor(options: MirrorBudgetOptions) {
     this.#o = options
+    this.#minStartBytes = Math.max(1, Math.min(4_096, Math.floor(options.bytesPerMinutePerSource / 10)))
     this.#now = options.now ?? (() => performance.now())
   }
 
@@ -45,7 +49,7 @@ export class MirrorBudget {
     if (budget === null || this.#open >= this.#o.maxConcurrent) refusal = 'mirror-busy'
     else if (budget.concurrent >= this.#o.maxConcurrentPerSource) refusal = 'budget-concurrent'
     else if (budget.connectionTokens < 1) refusal = 'budget-connections'
-    else if (budget.byteTokens < 1) refusal = 'budget-bytes'
+    else if (budget.byteTokens < this.#minStartBytes) refusal = 'budget-bytes'
     if (refusal !== null) {
       this.refused++
       return refusal
@@ -70,14 +74,26 @@ export class MirrorBudget {
   }
 
   /**
-   * Spends `bytes` about to be sent to `address`. False, with nothing spent, when the budget cannot cover them: the
-   * caller cuts the relay before sending, so the budget is never overshot.
+   * Spends `bytes` about to be sent to `address`, all or nothing (a datagram goes whole or not at all). False, with
+   * nothing spent, when the budget cannot cover them (or `address` is new and the table has no room for it).
    */
   spend(address: string, bytes: number): boolean {
     const budget = this.#budget(address)
     if (budget === null || budget.byteTokens < bytes) return false
     budget.byteTokens -= bytes
     return true
+  }
+
+  /**
+   * Spends up to `bytes` and returns how many may go: a stream sends that prefix and, when it is short, is cut. The
+   * budget is never overshot, and the last bytes it allows are used rather than lost with a whole refused chunk.
+   */
+  spendUpTo(address: string, bytes: number): number {
+    const budget = this.#budget(address)
+    if (budget === null) return 0
+    const granted = Math.min(bytes, Math.max(0, Math.floor(budget.byteTokens)))
+    budget.byteTokens -= granted
+    return granted
   }
 
   get trackedSources(): number {

@@ -40,7 +40,7 @@ export function createMirrorPlanner(options: MirrorPlannerOptions): RelayPlanner
         lease: {
           destination,
           label,
-          spend: (bytes) => budget.spend(source.address, bytes),
+          spend: (bytes, partial) => (partial ? budget.spendUpTo(source.address, bytes) : budget.spend(source.address, bytes) ? bytes : 0),
           release(): void {
             if (released) return
             released = true

@@ -54,6 +54,8 @@ class NormalSession implements EndableSession {
       this.answered = true
       this.send()
     }
+    // Its FIN came too (and will not be emitted again): a normal port would have answered and closed, as above.
+    if (handOver?.peerEnded === true) this.end('peer-closed')
   }
 
   data(chunk: Buffer): void {

@@ -95,7 +95,7 @@ class RelayDatagramSession implements DatagramHandler {
   #forward(data: Buffer): void {
     const upstream = this.#upstream
     if (upstream === null || this.#lease === null) return
-    if (this.#lease.spend !== null && !this.#lease.spend(data.length)) return this.#budgetSpent()
+    if (this.#lease.spend !== null && this.#lease.spend(data.length, false) < data.length) return this.#budgetSpent()
     upstream.send(data)
     this.#lastForwarded = data
   }
@@ -104,7 +104,7 @@ class RelayDatagramSession implements DatagramHandler {
     if (this.#closed || this.#fallback !== null) return
     const { recorder } = this.#session
     if (recorder.bytesSent + reply.length > this.#o.maxReplyRatio * recorder.bytesReceived) return
-    if (this.#lease?.spend != null && !this.#lease.spend(reply.length)) return this.#budgetSpent()
+    if (this.#lease?.spend != null && this.#lease.spend(reply.length, false) < reply.length) return this.#budgetSpent()
     this.#replied = true
     this.#session.send(reply)
     recorder.sent(reply)

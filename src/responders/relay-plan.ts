@@ -7,10 +7,11 @@ export interface RelayLease {
   readonly destination: Endpoint
   readonly label: string // RelayInfo.target: "address:port"
   /**
-   * Spends bytes about to be sent to the attacker's address on either leg; false means the budget is spent and the
-   * relay must be cut before sending. Null when the mode has no byte budget (proxy).
+   * Spends bytes about to be sent to the attacker's address on either leg, and returns how many may go: all of them,
+   * or with `partial` as many as the budget has left (a stream sends that prefix and is cut), without `partial` none
+   * (a datagram goes whole or not at all). Null when the mode has no byte budget (proxy).
    */
-  readonly spend: ((bytes: number) => boolean) | null
+  readonly spend: ((bytes: number, partial: boolean) => number) | null
   /** Gives the slot back; called once, when the session ends or falls back. */
   release(): void
 }

@@ -65,7 +65,7 @@ class RelaySession implements EndableSession {
       socket.once('finish', () => socket.destroy())
       socket.end()
     }
-    this.#finish(reason)
+    this.#resolve(reason)
   }
 
   #onEarlyData = (chunk: Buffer): void => {
@@ -88,7 +88,7 @@ class RelaySession implements EndableSession {
     if (this.#settled) return
     this.#abandon()
     this.#conn.socket.destroy()
-    this.#finish(reason)
+    this.#resolve(reason)
   }
 
   #onPlan(plan: RelayPlan): void {
@@ -137,16 +137,10 @@ class RelaySession implements EndableSession {
     recorder.setRelay({ target: label, outcome: 'fallback', reason })
     this.#o.stats.fellBack(this.#o.planner.mode, reason)
     log.debug({ mode: this.#o.planner.mode, relayTarget: label, reason }, 'relay fell back to normal mode')
-    if (this.#attackerEnded || socket.destroyed) {
-      // Normal mode would only close on a FIN it can no longer see: close the way it would have.
-      socket.once('finish', () => socket.destroy())
-      socket.end()
-      return this.#finish('peer-closed')
-    }
-    const dataSeen = this.#earlyBytes > 0
+    const handOver = { dataSeen: this.#earlyBytes > 0, peerEnded: this.#attackerEnded }
     this.#early.length = 0
     if (socket.isPaused()) socket.resume()
-    this.#o.fallback.handle(this.#conn, { dataSeen }).then(this.#resolve, () => this.#resolve('peer-reset'))
+    this.#o.fallback.handle(this.#conn, handOver).then(this.#resolve, () => this.#resolve('peer-reset'))
   }
 
   /** Leaves the connect phase: no more early handlers, no target connection, no lease. */
@@ -170,10 +164,6 @@ class RelaySession implements EndableSession {
     socket.off('end', this.#onEarlyEnd)
     socket.off('error', this.#onEarlyError)
     socket.off('close', this.#onEarlyClose)
-  }
-
-  #finish(reason: CloseReason): void {
-    this.#resolve(reason)
   }
 }
 

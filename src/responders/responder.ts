@@ -29,6 +29,7 @@ export interface EndableSession {
 /** What a responder taking over a connection from another one (a relay falling back) needs to know. */
 export interface HandOver {
   readonly dataSeen: boolean // the attacker already sent bytes (recorded), so an on-data reply is due at once
+  readonly peerEnded: boolean // the attacker already sent its FIN: reply as a normal port would, then close
 }
 
 /** Serves TCP connections in one mode. */

@@ -9,7 +9,8 @@ export interface TcpRelayOptions {
   readonly recorder: AttackRecorder
   readonly idleTimeoutMs: number
   readonly highWaterMarkBytes: number // bytes queued towards one side before the other side is paused
-  readonly spend: ((bytes: number) => boolean) | null // mirror's byte budget; false cuts the relay ('budget-spent')
+  /** Mirror's byte budget: how many of `bytes` may be sent (all of them, or fewer once it runs out); null: no budget. */
+  readonly spend: ((bytes: number, partial: boolean) => number) | null
   /** How long a graceful end waits for queued bytes to drain before both sockets are destroyed. */
   readonly lingerMs?: number
 }
@@ -37,31 +38,27 @@ export class TcpRelay implements EndableSession {
   /** Starts relaying; `early` are attacker bytes that arrived (and were recorded) while the target was connecting. */
   start(early: readonly Buffer[], attackerEnded: boolean): void {
     const { attacker, upstream, recorder, highWaterMarkBytes } = this.#o
+    // Every handler is in place before the first byte is forwarded: a cut on the held bytes must still end the session.
     attacker.setTimeout(this.#o.idleTimeoutMs)
     attacker.on('timeout', () => this.end('idle-timeout'))
-
-    for (const chunk of early) if (!this.#forward(chunk, upstream)) return
-    if (attacker.isPaused()) attacker.resume()
     attacker.on('data', (chunk: Buffer) => {
       recorder.received(chunk)
       if (this.#forward(chunk, upstream) && upstream.writableLength > highWaterMarkBytes) attacker.pause()
     })
     upstream.on('drain', () => attacker.resume())
     upstream.on('data', (chunk: Buffer) => {
-      if (!this.#forward(chunk, attacker)) return
-      recorder.sent(chunk)
+      const sent = this.#forward(chunk, attacker)
+      if (sent === 0) return
+      recorder.sent(sent === chunk.length ? chunk : chunk.subarray(0, sent))
       if (attacker.writableLength > highWaterMarkBytes) upstream.pause()
     })
     attacker.on('drain', () => upstream.resume())
 
     const onFin = (from: 'attacker' | 'target', to: Socket) => (): void => {
       this.#firstFin ??= from
-      if (!to.destroyed) to.end()
+      if (!to.destroyed && this.#reason === null) to.end()
     }
-    if (attackerEnded) onFin('attacker', upstream)()
-    else attacker.on('end', onFin('attacker', upstream))
     upstream.on('end', onFin('target', attacker))
-
     // A reset (or any socket error) on one side is passed on as a reset on the other.
     attacker.on('error', () => this.#reset('peer-reset', upstream))
     upstream.on('error', () => this.#reset('target-reset', attacker))
@@ -72,6 +69,11 @@ export class TcpRelay implements EndableSession {
     }
     attacker.on('close', onClose)
     upstream.on('close', onClose)
+
+    for (const chunk of early) if (this.#forward(chunk, upstream) < chunk.length) break
+    if (attackerEnded) onFin('attacker', upstream)()
+    else attacker.on('end', onFin('attacker', upstream))
+    if (attacker.isPaused()) attacker.resume()
   }
 
   /** Ends both sides gracefully (FIN after what is queued), then destroys them after the linger time at most. */
@@ -92,15 +94,16 @@ export class TcpRelay implements EndableSession {
     }, this.#o.lingerMs ?? DEFAULT_LINGER_MS)
   }
 
-  /** Writes `chunk` towards `to`, spending the byte budget first; false when the relay was cut instead. */
-  #forward(chunk: Buffer, to: Socket): boolean {
-    if (this.#reason !== null || to.destroyed) return false
-    if (this.#o.spend !== null && !this.#o.spend(chunk.length)) {
-      this.end('budget-spent')
-      return false
-    }
-    to.write(chunk)
-    return true
+  /**
+   * Writes `chunk` towards `to`, spending the byte budget first; returns the bytes written. When the budget covers
+   * only part of the chunk, that part is written and the relay is cut: never a byte past the budget.
+   */
+  #forward(chunk: Buffer, to: Socket): number {
+    if (this.#reason !== null || to.destroyed) return 0
+    const allowed = this.#o.spend === null ? chunk.length : this.#o.spend(chunk.length, true)
+    if (allowed > 0) to.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed))
+    if (allowed < chunk.length) this.end('budget-spent')
+    return allowed
   }
 
   #reset(reason: CloseReason, other: Socket): void {

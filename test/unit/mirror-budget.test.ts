@@ -123,11 +123,11 @@ describe('MirrorBudget: bytes per minute', () => {
     expect(budget.spend('198.51.100.7', 1_000)).toBe(true)
   })
 
-  it("refuses acquire() with 'budget-bytes' when the bytes are at zero, until a byte has refilled", () => {
-    const { budget, advance } = budgetAt({ bytesPerMinutePerSource: 1_000 }) // one byte per 60 ms
+  it("refuses acquire() with 'budget-bytes' when the bytes are spent, until a tenth has refilled", () => {
+    const { budget, advance } = budgetAt({ bytesPerMinutePerSource: 1_000 }) // one byte per 60 ms; a tenth is 100 bytes
     expect(budget.spend('198.51.100.7', 1_000)).toBe(true)
     expect(budget.acquire('198.51.100.7')).toBe('budget-bytes')
-    advance(59)
+    advance(5_999)
     expect(budget.acquire('198.51.100.7')).toBe('budget-bytes')
     advance(1)
     expect(budget.acquire('198.51.100.7')).toBeNull()
@@ -355,5 +355,28 @@ describe('MirrorBudget: regressions', () => {
     expect(budget.open).toBe(2)
     budget.release('192.0.2.1')
     expect(budget.acquire('192.0.2.3')).toBeNull()
+  })
+})
+
+describe('MirrorBudget: partial spends and the start floor', () => {
+  it('spendUpTo grants what is left, never more, and takes it', () => {
+    const budget = new MirrorBudget({ maxConcurrent: 9, maxConcurrentPerSource: 9, connectionsPerMinutePerSource: 9, bytesPerMinutePerSource: 1_000, maxTrackedSources: 9, now: () => 0 })
+    expect(budget.spendUpTo('192.0.2.1', 600)).toBe(600)
+    expect(budget.spendUpTo('192.0.2.1', 65_536)).toBe(400)
+    expect(budget.spendUpTo('192.0.2.1', 1)).toBe(0)
+    expect(budget.spend('192.0.2.1', 0)).toBe(true)
+  })
+
+  it('a new mirror needs a tenth of the byte budget (at most 4 KiB), so a trickle of refill does not grant doomed sessions', () => {
+    let now = 0
+    const budget = new MirrorBudget({ maxConcurrent: 9, maxConcurrentPerSource: 9, connectionsPerMinutePerSource: 1_000, bytesPerMinutePerSource: 20_000, maxTrackedSources: 9, now: () => now })
+    expect(budget.spendUpTo('192.0.2.1', 20_000)).toBe(20_000)
+    now += 300 // 100 bytes back
+    expect(budget.acquire('192.0.2.1')).toBe('budget-bytes')
+    now += 5_700 // 2,000 bytes back: a tenth
+    expect(budget.acquire('192.0.2.1')).toBeNull()
+    const big = new MirrorBudget({ maxConcurrent: 9, maxConcurrentPerSource: 9, connectionsPerMinutePerSource: 1_000, bytesPerMinutePerSource: 10_000_000, maxTrackedSources: 9, now: () => now })
+    expect(big.spendUpTo('192.0.2.2', 10_000_000 - 4_096)).toBe(10_000_000 - 4_096)
+    expect(big.acquire('192.0.2.2')).toBeNull() // 4 KiB left is enough, whatever the budget
   })
 })

@@ -217,7 +217,7 @@ describe('mirror planner: budgets', () => {
   it("refuses with 'budget-bytes' once the source's bytes are spent", () => {
     const f = fixture({ budget: { bytesPerMinutePerSource: 1_000 } })
     const lease = leaseOf(f.plan(ATTACKER, 80))
-    expect(lease.spend?.(1_000)).toBe(true)
+    expect(lease.spend?.(1_000, false)).toBe(1_000)
     lease.release()
     expect(reasonOf(f.plan(ATTACKER, 80))).toBe('budget-bytes')
     expect(f.budget.refused).toBe(1)
@@ -227,12 +227,12 @@ describe('mirror planner: budgets', () => {
     const f = fixture({ budget: { bytesPerMinutePerSource: 1_000 } })
     const a = leaseOf(f.plan(ATTACKER, 80))
     const b = leaseOf(f.plan(ATTACKER, 81))
-    expect(a.spend?.(600)).toBe(true)
-    expect(b.spend?.(401)).toBe(false) // refused, nothing taken
+    expect(a.spend?.(600, false)).toBe(600)
+    expect(b.spend?.(401, false)).toBe(0) // a datagram: refused whole, nothing taken
     expect(f.budget.spend(ATTACKER, 401)).toBe(false)
     expect(f.budget.spend('198.51.100.8', 1_000)).toBe(true)
-    expect(b.spend?.(400)).toBe(true)
-    expect(a.spend?.(1)).toBe(false)
+    expect(b.spend?.(500, true)).toBe(400) // a stream: the last 400 bytes go, then the relay is cut
+    expect(a.spend?.(1, true)).toBe(0)
   })
 
   it("release() is idempotent: a second call does not give back another session's slot", () => {
