@@ -60,9 +60,33 @@ export interface AttackList {
   readonly attacks: readonly AttackSummaryRow[] // newest first
 }
 
-const SUMMARY_COLUMNS = `id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason,
-  bytes_received, bytes_sent, truncated, payload_size, md5, sha256, sha512, response_size, response_truncated, response_sha256,
-  transcript_truncated, relay_target, relay_outcome, fallback_reason`
+const SUMMARY_COLUMNS = [
+  'id', 'protocol', 'family', 'mode', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'started_at', 'ended_at', 'close_reason',
+  'bytes_received', 'bytes_sent', 'truncated', 'payload_size', 'md5', 'sha256', 'sha512', 'response_size', 'response_truncated',
+  'response_sha256', 'transcript_truncated', 'relay_target', 'relay_outcome', 'fallback_reason',
+] as const
+const BLOB_COLUMNS = ['payload', 'response', 'transcript'] as const
+
+// What a column added by a later migration reads as in a database that predates it: the migration's own default, so
+// an older file reads exactly as it will once the sensor has migrated it.
+const ADDED_COLUMN_DEFAULTS: Readonly<Record<string, string>> = {
+  response: "x''",
+  response_size: '0',
+  response_truncated: '0',
+  response_sha256: 'NULL',
+  transcript: 'NULL',
+  transcript_truncated: '0',
+  relay_target: 'NULL',
+  relay_outcome: 'NULL',
+  fallback_reason: 'NULL',
+}
+
+// The select lists of a connection, made once at open from the columns the file has.
+const selectLists = new WeakMap<Database.Database, { readonly summary: string; readonly full: string }>()
+
+function selectList(present: ReadonlySet<string>, columns: readonly string[]): string {
+  return columns.map((c) => (present.has(c) ? c : `${ADDED_COLUMN_DEFAULTS[c] ?? 'NULL'} AS ${c}`)).join(', ')
+}
 
 /**
  * Opens an existing attacks database read-only; throws HT_ERR_STORE_OPEN if it is missing, not ours, or at a schema
@@ -99,10 +123,19 @@ function checkSchema(db: Database.Database, path: string): void {
   if (version > latest) {
     throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} has schema version ${version}, newer than the ${latest} this honeytrap-ts reads; upgrade honeytrap-ts`)
   }
-  if (version < latest) {
-    // Reading an older schema could miss columns; the sensor migrates on start, so starting it once fixes this.
-    throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} has schema version ${version}, older than ${latest}; start the sensor once (honeytrap-ts run) to migrate it`)
+  if (version < 1) {
+    throw new HoneytrapError('HT_ERR_STORE_OPEN', `${path} has no attacks table yet (schema version ${version}); start the sensor once (honeytrap-ts run) to create it`)
   }
+  // An older schema is read as it is, never migrated from here (this connection is read-only, and an analyst's copy
+  // must not change under them): the columns it lacks read as the defaults their migration gives.
+  const present = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('attacks')").all().map((c) => c.name))
+  selectLists.set(db, { summary: selectList(present, SUMMARY_COLUMNS), full: selectList(present, [...SUMMARY_COLUMNS, ...BLOB_COLUMNS]) })
+}
+
+function columnsOf(db: Database.Database): { readonly summary: string; readonly full: string } {
+  const lists = selectLists.get(db)
+  if (lists === undefined) throw new Error('attack database not opened with openAttackDatabase')
+  return lists
 }
 
 /** A page of attacks, newest first, with the total count for the same filters. */
@@ -127,7 +160,7 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
     const total = db.prepare<[Record<string, string | number>], { n: number }>(`SELECT count(*) AS n FROM attacks ${whereSql}`).get(params)!.n
     const attacks = db
       .prepare<[Record<string, string | number>], AttackSummaryRow>(
-        `SELECT ${SUMMARY_COLUMNS} FROM attacks ${whereSql} ORDER BY started_at DESC, id DESC LIMIT @limit OFFSET @offset`,
+        `SELECT ${columnsOf(db).summary} FROM attacks ${whereSql} ORDER BY started_at DESC, id DESC LIMIT @limit OFFSET @offset`,
       )
       .all({ ...params, limit: options.limit, offset: options.offset ?? 0 })
     return { total, attacks }
@@ -137,7 +170,7 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
 
 /** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */
 export function iterateAttacks(db: Database.Database): IterableIterator<AttackRow> {
-  return db.prepare<[], AttackRow>(`SELECT ${SUMMARY_COLUMNS}, payload, response, transcript FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
+  return db.prepare<[], AttackRow>(`SELECT ${columnsOf(db).full} FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
 }
 
 function errorMessage(err: unknown): string {

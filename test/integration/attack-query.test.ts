@@ -94,6 +94,15 @@ async function seed(): Promise<{ path: string; attacks: Attack[] }> {
   return { path, attacks }
 }
 
+function schemaVersionOf(path: string): number {
+  const db = new Database(path, { readonly: true })
+  try {
+    return Number(db.pragma('user_version', { simple: true }))
+  } finally {
+    db.close()
+  }
+}
+
 function openForTest(path: string): Database.Database {
   const db = openAttackDatabase(path)
   onTestFinished(() => {
@@ -378,8 +387,18 @@ describe('schema 2: responses, transcripts and relays', () => {
     const path = join(tempDir(), 'attacks.db')
     const old = [makeAttack(5), makeAttack(6), makeAttack(0)]
     schemaOneDatabase(path, old)
-    // The CLI reads only the current schema; starting the sensor (its store) migrates the file.
-    expect(() => openAttackDatabase(path).close()).toThrow(/older than 2/)
+    // The read-only CLI reads the old file as it is, without migrating it: missing columns read as their defaults.
+    const before = openAttackDatabase(path)
+    expect(before.pragma('user_version', { simple: true })).toBe(1)
+    const oldList = listAttacks(before, { limit: 10 })
+    expect(oldList.total).toBe(3)
+    for (const row of oldList.attacks) expect(row).toMatchObject({ response_size: 0, response_sha256: null, relay_target: null, relay_outcome: null })
+    const oldRecords = [...iterateAttacks(before)].map(toExportRecord)
+    expect(oldRecords.map((r) => r.payload_base64)).toEqual([old[2]!, old[0]!, old[1]!].map((a) => a.payload.toString('base64')))
+    expect(oldRecords.every((r) => r.transcript === null && r.response_base64 === '' && r.relay === null)).toBe(true)
+    before.close()
+    expect(schemaVersionOf(path)).toBe(1) // still not migrated
+    // Starting the sensor (its store) migrates the file.
     const fresh = chattyAttack(7)
     await store(path, [fresh])
 
