@@ -25,6 +25,7 @@ export interface SystemOptions {
   readonly logLevel?: 'warn' | 'info' // honeytrap-ts only
   readonly plainPort?: number // plain only
   readonly cpuProfileDir?: string // reference and honeytrap-ts: profile the main thread (cpu-profiler.ts), written here at exit
+  readonly subnet?: number // the pair's 198.18.<subnet>.0/24: fixed when the config must name the sensor's address
 }
 
 export interface SystemUnderTest {
@@ -85,7 +86,7 @@ function withProfilerEnv<T>(dir: string | undefined, start: () => Promise<T>): P
 
 /** Creates the namespaces, tunes the client side and starts `kind`; on failure nothing is left behind. */
 export async function startSystem(kind: SystemKind, options: SystemOptions): Promise<SystemUnderTest> {
-  const pair = await createNetnsPair({ label: 'bench' })
+  const pair = await createNetnsPair({ label: 'bench', ...(options.subnet !== undefined && { subnet: options.subnet }) })
   try {
     for (const [key, value] of ATTACKER_SYSCTLS) await pair.exec(pair.attackerNs, 'sysctl', ['-qw', `${key}=${value}`])
     let pid: number

@@ -55,6 +55,11 @@ export function readThreadCpuMs(pid: number): Map<string, number> {
   return threads
 }
 
+/** CPU time of the main thread of `pid` (the thread whose id is the pid: a Node process's JavaScript), in ms. */
+export function readMainThreadCpuMs(pid: number): number {
+  return parseCpuMs(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'))
+}
+
 /** Reads the machine-wide busy and total CPU ticks from /proc/stat. */
 export function readMachineTicks(): MachineTicks {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''

@@ -1,3 +1,4 @@
+import type { BulkMedian, BulkPaths, BulkRun, ColdProbe, PathLatencyFigures, ProxyFigures } from './proxy-figures.js'
 import type { HotFigures, Measured, MemoryFigures, RateFigures, Rounds } from './scenarios.js'
 
 /**
@@ -20,6 +21,7 @@ export interface BenchResults {
     readonly serial: { readonly reference: Measured; readonly honeytrap: Measured }
   } | null
   readonly c: { readonly reference: MemoryFigures; readonly honeytrap: MemoryFigures } | null
+  readonly d: ProxyFigures | null // reference = a direct connection to the same backend, honeytrap-ts = its proxy
 }
 
 export type Verdict = 'PASS' | 'MISSED' | ''
@@ -38,6 +40,8 @@ const MAX_IDLE_RSS_MB = 60
 const MAX_KIB_PER_IDLE_CONNECTION = 6
 const MIN_RATIO = 0.8
 const MAX_SERIAL_P99_MS = 1
+const MIN_PROXY_THROUGHPUT_RATIO = 0.7
+const MAX_ADDED_FIRST_BYTE_P50_US = 200
 
 function int(n: number): string {
   return Math.round(n).toLocaleString('en-US')
@@ -132,12 +136,95 @@ function memoryRows(c: NonNullable<BenchResults['c']>): ReportRow[] {
   ]
 }
 
+function usMs(us: number | null): string {
+  return us === null ? 'n/a' : ms(us / 1_000)
+}
+
+/** A path's latency minus direct's in µs, signed, or n/a. */
+function added(path: number | null, direct: number | null): { readonly text: string; readonly us: number | null } {
+  if (path === null || direct === null) return { text: 'n/a', us: null }
+  const us = path - direct
+  return { text: `${us >= 0 ? '+' : '−'}${int(Math.abs(us))}`, us }
+}
+
+/** MB/s of a transfer, or why it failed. */
+function cellOf(run: BulkRun): string {
+  return run.ok ? run.mbPerSecond.toFixed(0) : `failed (${run.error ?? 'unknown'})`
+}
+
+function bulkRows(label: string, paths: BulkPaths, megabytes: string): ReportRow[] {
+  const { direct, proxy, bare } = paths
+  const pass = direct.ok && proxy.ok && direct.mbPerSecond > 0 && proxy.mbPerSecond / direct.mbPerSecond >= MIN_PROXY_THROUGHPUT_RATIO
+  const each = (run: BulkMedian): string => run.rounds.map((v) => v.toFixed(0)).join(' / ')
+  return [
+    { figure: `(d) bulk ${label}, MB/s, ${megabytes} MB on one connection: direct (reference) and proxy`, reference: cellOf(direct), honeytrap: cellOf(proxy), ratio: ratio(proxy.mbPerSecond, direct.mbPerSecond), target: `≥ ${MIN_PROXY_THROUGHPUT_RATIO} × direct`, verdict: verdict(pass) },
+    { figure: `(d) ${label}: every round (median shown above)`, reference: each(direct), honeytrap: each(proxy), ratio: proxy.rounds.map((v, i) => ratio(v, direct.rounds[i] ?? Number.NaN)).join(' / '), target: '', verdict: '' },
+    { figure: `(d) ${label}: a bare Node relay (reference) and the proxy, MB/s`, reference: cellOf(bare), honeytrap: cellOf(proxy), ratio: ratio(proxy.mbPerSecond, bare.mbPerSecond), target: '(reported)', verdict: '' },
+    { figure: `(d) ${label}: bare relay, every round (ratio: bare / direct)`, reference: each(bare), honeytrap: '', ratio: bare.rounds.map((v, i) => ratio(v, direct.rounds[i] ?? Number.NaN)).join(' / '), target: '', verdict: '' },
+  ]
+}
+
+function proxyRows(d: ProxyFigures): ReportRow[] {
+  const { direct, proxy, bare, rounds } = d.latency
+  const megabytes = int(d.bulkBytes / 1e6)
+  const pair = (p50: number | null, p99: number | null): string => `${usMs(p50)} / ${usMs(p99)}`
+  const addedPair = (path: PathLatencyFigures, key: 'connect' | 'firstByte'): string => {
+    const p50 = key === 'connect' ? added(path.connectP50Us, direct.connectP50Us) : added(path.firstByteP50Us, direct.firstByteP50Us)
+    const p99 = key === 'connect' ? added(path.connectP99Us, direct.connectP99Us) : added(path.firstByteP99Us, direct.firstByteP99Us)
+    return `${p50.text} / ${p99.text}`
+  }
+  const firstAdded = added(proxy.firstByteP50Us, direct.firstByteP50Us)
+  const failed = (f: Readonly<Record<string, number>>): number => Object.values(f).reduce((s, n) => s + n, 0)
+  const latencyOk = failed(proxy.failures) === 0 && failed(direct.failures) === 0
+  const coldCell = (c: ColdProbe): string => (c.error !== null ? `failed (${c.error})` : pair(c.connectUs, c.firstByteUs))
+  const { stored } = d
+  return [
+    ...bulkRows('upload (attacker to backend)', d.upload, megabytes),
+    ...bulkRows('download (backend to attacker)', d.download, megabytes),
+    {
+      figure: '(d) the same with netns/backend-server.js as the backend (it hashes every byte), MB/s, upload / download: direct (reference) and proxy',
+      reference: `${cellOf(d.hashing.upload.direct)} / ${cellOf(d.hashing.download.direct)}`,
+      honeytrap: `${cellOf(d.hashing.upload.proxy)} / ${cellOf(d.hashing.download.proxy)}`,
+      ratio: `${ratio(d.hashing.upload.proxy.mbPerSecond, d.hashing.upload.direct.mbPerSecond)} / ${ratio(d.hashing.download.proxy.mbPerSecond, d.hashing.download.direct.mbPerSecond)}`,
+      target: '(reported)',
+      verdict: '',
+    },
+    {
+      figure: '(d) whole-machine CPU per MB, µs, upload / download: direct (reference) and proxy',
+      reference: `${int(d.upload.direct.machineCpuUsPerMB)} / ${int(d.download.direct.machineCpuUsPerMB)}`,
+      honeytrap: `${int(d.upload.proxy.machineCpuUsPerMB)} / ${int(d.download.proxy.machineCpuUsPerMB)}`,
+      ratio: `${ratio(d.upload.proxy.machineCpuUsPerMB, d.upload.direct.machineCpuUsPerMB)} / ${ratio(d.download.proxy.machineCpuUsPerMB, d.download.direct.machineCpuUsPerMB)}`,
+      target: '(reported)',
+      verdict: '',
+    },
+    { figure: '(d) relay CPU per MB, µs, upload / download: bare relay (reference) and proxy', reference: `${int(d.upload.bare.relayCpuUsPerMB)} / ${int(d.download.bare.relayCpuUsPerMB)}`, honeytrap: `${int(d.upload.proxy.relayCpuUsPerMB)} / ${int(d.download.proxy.relayCpuUsPerMB)}`, ratio: `${ratio(d.upload.proxy.relayCpuUsPerMB, d.upload.bare.relayCpuUsPerMB)} / ${ratio(d.download.proxy.relayCpuUsPerMB, d.download.bare.relayCpuUsPerMB)}`, target: '(reported)', verdict: '' },
+    { figure: `(d) connect p50 / p99 to a warm port, ms, ${int(proxy.count)} sequential connections per path: direct (reference) and proxy`, reference: pair(direct.connectP50Us, direct.connectP99Us), honeytrap: pair(proxy.connectP50Us, proxy.connectP99Us), ratio: ratio(proxy.connectP50Us, direct.connectP50Us), target: '(reported)', verdict: '' },
+    { figure: '(d) first byte p50 / p99 (connect() to the first banner byte), ms: direct (reference) and proxy', reference: pair(direct.firstByteP50Us, direct.firstByteP99Us), honeytrap: pair(proxy.firstByteP50Us, proxy.firstByteP99Us), ratio: ratio(proxy.firstByteP50Us, direct.firstByteP50Us), target: '(reported)', verdict: '' },
+    { figure: '(d) added first-byte latency p50 (proxy − direct), µs', reference: '', honeytrap: firstAdded.text, ratio: '', target: `≤ ${MAX_ADDED_FIRST_BYTE_P50_US} µs`, verdict: verdict(latencyOk && firstAdded.us !== null && firstAdded.us <= MAX_ADDED_FIRST_BYTE_P50_US) },
+    { figure: '(d) added first-byte p50, every round: bare relay (reference) and proxy', reference: rounds.map((r) => added(r.bare.firstByteP50Us, r.direct.firstByteP50Us).text).join(' / '), honeytrap: rounds.map((r) => added(r.proxy.firstByteP50Us, r.direct.firstByteP50Us).text).join(' / '), ratio: '', target: '', verdict: '' },
+    { figure: '(d) added connect latency p50 / p99 (path − direct), µs: bare relay (reference) and proxy', reference: addedPair(bare, 'connect'), honeytrap: addedPair(proxy, 'connect'), ratio: '', target: '(reported)', verdict: '' },
+    { figure: '(d) added first-byte latency p50 / p99 (path − direct), µs: bare relay (reference) and proxy', reference: addedPair(bare, 'firstByte'), honeytrap: addedPair(proxy, 'firstByte'), ratio: '', target: '(reported)', verdict: '' },
+    { figure: '(d) relay CPU per connection in the latency runs, µs: bare relay (reference) and proxy', reference: int(d.latency.bareCpuUsPerConnection), honeytrap: int(d.latency.proxyCpuUsPerConnection), ratio: ratio(d.latency.proxyCpuUsPerConnection, d.latency.bareCpuUsPerConnection), target: '(reported)', verdict: '' },
+    { figure: '(d) failed connections in the latency runs: direct (reference) and proxy', reference: String(failed(direct.failures)), honeytrap: String(failed(proxy.failures)), ratio: '', target: 'none', verdict: verdict(latencyOk) },
+    { figure: '(d) first connection of the run (proxy port not yet bound): connect / first byte, ms', reference: coldCell(d.cold.direct), honeytrap: coldCell(d.cold.proxy), ratio: ratio(d.cold.proxy.firstByteUs, d.cold.direct.firstByteUs), target: '(reported)', verdict: '' },
+    {
+      figure: '(d) attacks stored, relayed / proxied connections',
+      reference: '(no storage)',
+      honeytrap: `${int(stored.rows)}, ${int(stored.relayed)} / ${int(stored.proxied)}`,
+      ratio: '',
+      target: 'every proxied connection, relayed',
+      verdict: verdict(stored.rows === stored.relayed && stored.rows >= stored.proxiedOk && stored.rows <= stored.proxied),
+    },
+  ]
+}
+
 /** Every row the selected sections produced, in the issue's order. */
 export function buildRows(results: BenchResults): ReportRow[] {
   return [
     ...(results.a === null ? [] : hotRows(results.a)),
     ...(results.b === null ? [] : newPortRows(results.b)),
     ...(results.c === null ? [] : memoryRows(results.c)),
+    ...(results.d === null ? [] : proxyRows(results.d)),
   ]
 }
 
@@ -196,6 +283,28 @@ export function formatLoadTable(results: BenchResults): string {
   )
 }
 
+/** Where the CPU went in the bulk transfers of (d): the median run of each path and direction. */
+export function formatProxyLoadTable(d: ProxyFigures): string {
+  const pct = (n: number): string => `${Math.round(n)} %`
+  const runs: [string, BulkRun][] = []
+  for (const direction of ['upload', 'download'] as const) {
+    runs.push([`${direction}: direct`, d[direction].direct], [`${direction}: proxy (honeytrap-ts)`, d[direction].proxy], [`${direction}: bare Node relay`, d[direction].bare])
+  }
+  return markdownTable(
+    ['run', 'MB/s', 'generator CPU', 'relay CPU (main thread)', 'backend CPU', 'machine busy', 'machine CPU per MB (µs)', 'other processes'],
+    runs.map(([name, r]) => [
+      name,
+      r.mbPerSecond.toFixed(0),
+      pct(r.generatorCpuPct),
+      r.path === 'direct' ? '(none)' : `${pct(r.relayCpuPct)} (${pct(r.relayMainThreadCpuPct)})`,
+      pct(r.backendCpuPct),
+      pct(r.machineBusyPct),
+      int(r.machineCpuUsPerMB),
+      pct(r.foreignCpuPct),
+    ]),
+  )
+}
+
 /** One line per missed target, for the end of the output. */
 export function missedTargets(rows: readonly ReportRow[]): string[] {
   return rows.filter((r) => r.verdict === 'MISSED').map((r) => `MISSED: ${r.figure}: honeytrap-ts ${r.honeytrap} (reference ${r.reference}), target ${r.target}`)
@@ -232,9 +341,17 @@ export function bottleneckNotes(results: BenchResults): string[] {
       notes.push('The reference figure is a lower bound of its capacity (the generator ran out first), so the ratio in (a) is an upper bound.')
     }
   }
+  const d = results.d
+  if (d !== null) {
+    const describe = (name: string, r: BulkRun): string =>
+      `${name} ${Math.round(r.mbPerSecond)} MB/s with honeytrap-ts at ${Math.round(r.relayCpuPct)} % (main thread ${Math.round(r.relayMainThreadCpuPct)} %), ` +
+      `the generator at ${Math.round(r.generatorCpuPct)} %, the backend at ${Math.round(r.backendCpuPct)} % and the machine at ${Math.round(r.machineBusyPct)} % of ${results.machine.cpus * 100} %`
+    notes.push(`Proxy bulk: ${describe('upload', d.upload.proxy)}; ${describe('download', d.download.proxy)}.`)
+  }
   const foreign = [
     ...(a === null ? [] : [a.reference, a.honeytrap, a.honeytrapInfo]),
     ...(results.b === null ? [] : [results.b.newport.reference, results.b.newport.honeytrap, results.b.rate.reference, results.b.rate.honeytrap]),
+    ...(d === null ? [] : [d.upload.direct, d.upload.proxy, d.upload.bare, d.download.direct, d.download.proxy, d.download.bare]),
   ].map((m) => m.foreignCpuPct)
   const worst = Math.max(0, ...foreign)
   if (worst >= 10) notes.push(`Other processes on the machine used up to ${Math.round(worst)} % of a core during a run: figures of that run are noisy.`)

@@ -93,6 +93,9 @@ export interface MemoryFigures {
   readonly afterScanKiB: number
 }
 
+/** Limits high enough not to throttle the benchmark itself: every config the benchmark writes for honeytrap-ts has them. */
+export const BENCH_LIMITS_YAML = 'limits: { maxConnections: 20000, maxConnectionsPerSource: 20000, newConnectionsPerSecondPerSource: 1000000 }'
+
 /** The hot port: honeytrap-ts answers it on data from a template holding the reference reply (see run-bench.ts). */
 export const HOT_PORT = 8080
 const HOLD_PORT = 8080
@@ -106,7 +109,8 @@ async function conntrackEntries(sys: SystemUnderTest): Promise<number | null> {
   return text === null ? null : Number(text.trim())
 }
 
-function mainThreadCpuMs(pid: number): number {
+/** CPU time of the main (JavaScript) thread of `pid`, in ms. */
+export function mainThreadCpuMs(pid: number): number {
   for (const [label, ms] of readThreadCpuMs(pid)) if (label.endsWith(` ${pid}`)) return ms
   return 0
 }
@@ -147,7 +151,7 @@ async function measure(sys: SystemUnderTest, load: () => Promise<LoadResult>, op
  * most `maxWaitMs`. Other work on a 2-core machine changes every figure; the wait makes a quiet sample likelier and
  * the foreign-CPU column of the report says how quiet it was.
  */
-async function waitForQuiet(maxWaitMs: number): Promise<void> {
+export async function waitForQuiet(maxWaitMs: number): Promise<void> {
   const deadline = performance.now() + maxWaitMs
   while (performance.now() < deadline) {
     const before = readProcessTable()
@@ -182,7 +186,7 @@ async function withSystem<T>(
 }
 
 /** Polls the attack count until it reaches `expected` or stops growing for 3 s (the batch window is 200 ms). */
-async function settledRowCount(dbPath: string, expected: number): Promise<number> {
+export async function settledRowCount(dbPath: string, expected: number): Promise<number> {
   const count = (): number => {
     const db = new Database(dbPath, { readonly: true, fileMustExist: true })
     try {
