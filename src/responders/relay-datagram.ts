@@ -42,8 +42,16 @@ class RelayDatagramSession implements DatagramHandler {
     this.#o.stats.started(this.#o.planner.mode)
     const s = this.#session
     const plan = this.#o.planner.plan('udp', s.source, s.target, s.policy)
-    if (plan instanceof Promise) void plan.then((p) => this.#onPlan(p))
-    else this.#onPlan(plan)
+    if (plan instanceof Promise) {
+      // A planner never rejects (refusals are fallback reasons); if one does, that is a bug: log it, serve normally.
+      plan.then(
+        (p) => this.#onPlan(p),
+        (err: unknown) => {
+          this.#session.log.error({ err }, 'relay planner failed')
+          this.#onPlan({ ok: false, reason: 'connect-failed', label: '(planner error)' })
+        },
+      )
+    } else this.#onPlan(plan)
   }
 
   datagram(data: Buffer): void {

@@ -51,8 +51,16 @@ class RelaySession implements EndableSession {
     socket.on('error', this.#onEarlyError)
     socket.on('close', this.#onEarlyClose)
     const plan = this.#o.planner.plan('tcp', this.#conn.source, this.#conn.target, this.#conn.policy)
-    if (plan instanceof Promise) void plan.then((p) => this.#onPlan(p))
-    else this.#onPlan(plan)
+    if (plan instanceof Promise) {
+      // A planner never rejects (refusals are fallback reasons); if one does, that is a bug: log it, serve normally.
+      plan.then(
+        (p) => this.#onPlan(p),
+        (err: unknown) => {
+          this.#conn.log.error({ err }, 'relay planner failed')
+          this.#onPlan({ ok: false, reason: 'connect-failed', label: '(planner error)' })
+        },
+      )
+    } else this.#onPlan(plan)
   }
 
   /** Shutdown or maximum duration: ends the relay, or the connection still waiting for its target. */
