@@ -65,12 +65,10 @@ const SUMMARY_COLUMNS = [
   'bytes_received', 'bytes_sent', 'truncated', 'payload_size', 'md5', 'sha256', 'sha512', 'response_size', 'response_truncated',
   'response_sha256', 'transcript_truncated', 'relay_target', 'relay_outcome', 'fallback_reason',
 ] as const
-const BLOB_COLUMNS = ['payload', 'response', 'transcript'] as const
 
 // What a column added by a later migration reads as in a database that predates it: the migration's own default, so
 // an older file reads exactly as it will once the sensor has migrated it.
 const ADDED_COLUMN_DEFAULTS: Readonly<Record<string, string>> = {
-  response: "x''",
   response_size: '0',
   response_truncated: '0',
   response_sha256: 'NULL',
@@ -81,11 +79,23 @@ const ADDED_COLUMN_DEFAULTS: Readonly<Record<string, string>> = {
   fallback_reason: 'NULL',
 }
 
-// The select lists of a connection, made once at open from the columns the file has.
-const selectLists = new WeakMap<Database.Database, { readonly summary: string; readonly full: string }>()
+// The queries of a connection, made once at open from the tables and columns the file has.
+const queries = new WeakMap<Database.Database, { readonly summary: string; readonly full: string }>()
 
-function selectList(present: ReadonlySet<string>, columns: readonly string[]): string {
-  return columns.map((c) => (present.has(c) ? c : `${ADDED_COLUMN_DEFAULTS[c] ?? 'NULL'} AS ${c}`)).join(', ')
+function selectList(present: ReadonlySet<string>, columns: readonly string[], prefix = ''): string {
+  return columns.map((c) => (present.has(c) ? `${prefix}${c}` : `${ADDED_COLUMN_DEFAULTS[c] ?? 'NULL'} AS ${c}`)).join(', ')
+}
+
+function buildQueries(db: Database.Database): { readonly summary: string; readonly full: string } {
+  const present = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('attacks')").all().map((c) => c.name))
+  const hasResponses = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'responses'").get() !== undefined
+  // A response is stored once per distinct content (responses), and read back by its digest.
+  const response = hasResponses ? "coalesce(r.data, x'') AS response" : "x'' AS response"
+  const join = hasResponses ? 'LEFT JOIN responses r ON r.sha256 = a.response_sha256' : ''
+  return {
+    summary: selectList(present, SUMMARY_COLUMNS),
+    full: `${selectList(present, [...SUMMARY_COLUMNS, 'payload', 'transcript'], 'a.')}, ${response} FROM attacks a ${join}`,
+  }
 }
 
 /**
@@ -128,12 +138,11 @@ function checkSchema(db: Database.Database, path: string): void {
   }
   // An older schema is read as it is, never migrated from here (this connection is read-only, and an analyst's copy
   // must not change under them): the columns it lacks read as the defaults their migration gives.
-  const present = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('attacks')").all().map((c) => c.name))
-  selectLists.set(db, { summary: selectList(present, SUMMARY_COLUMNS), full: selectList(present, [...SUMMARY_COLUMNS, ...BLOB_COLUMNS]) })
+  queries.set(db, buildQueries(db))
 }
 
 function columnsOf(db: Database.Database): { readonly summary: string; readonly full: string } {
-  const lists = selectLists.get(db)
+  const lists = queries.get(db)
   if (lists === undefined) throw new Error('attack database not opened with openAttackDatabase')
   return lists
 }
@@ -170,7 +179,7 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
 
 /** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */
 export function iterateAttacks(db: Database.Database): IterableIterator<AttackRow> {
-  return db.prepare<[], AttackRow>(`SELECT ${columnsOf(db).full} FROM attacks ORDER BY started_at ASC, id ASC`).iterate()
+  return db.prepare<[], AttackRow>(`SELECT ${columnsOf(db).full} ORDER BY a.started_at ASC, a.id ASC`).iterate()
 }
 
 function errorMessage(err: unknown): string {

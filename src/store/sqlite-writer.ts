@@ -19,14 +19,19 @@ export interface BatchResult {
 const COLUMNS = [
   'id', 'protocol', 'family', 'mode', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'started_at', 'ended_at', 'close_reason',
   'bytes_received', 'bytes_sent', 'truncated', 'payload', 'payload_size', 'md5', 'sha256', 'sha512',
-  'response', 'response_size', 'response_truncated', 'response_sha256', 'transcript', 'transcript_truncated',
+  'response_size', 'response_truncated', 'response_sha256', 'transcript', 'transcript_truncated',
   'relay_target', 'relay_outcome', 'fallback_reason',
 ] as const
 const INSERT_SQL = `INSERT INTO attacks (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`
+const INSERT_RESPONSE_SQL = 'INSERT OR IGNORE INTO responses (sha256, data) VALUES (?, ?)'
+// Digests of responses known to be committed, so that a template sent to thousands of attackers costs one lookup in
+// memory rather than one statement per attack. Cleared when full: a miss costs only an INSERT OR IGNORE.
+const MAX_KNOWN_RESPONSES = 4_096
 
 interface Row {
   readonly attack: Attack
   readonly sha256: string
+  readonly responseSha256: string
   readonly values: readonly (string | number | Buffer | null)[]
 }
 
@@ -41,9 +46,12 @@ function encodeTranscript(transcript: Attack['transcript']): string {
 function hashRow(a: Attack): Row {
   // One-shot digests (crypto.hash): no Hash object per algorithm and attack.
   const sha256 = hash('sha256', a.payload, 'hex')
+  // Set even for an empty response, so that NULL keeps meaning "written before responses were recorded".
+  const responseSha256 = hash('sha256', a.response, 'hex')
   return {
     attack: a,
     sha256,
+    responseSha256,
     values: [
       a.id,
       a.protocol,
@@ -64,11 +72,9 @@ function hashRow(a: Attack): Row {
       hash('md5', a.payload, 'hex'),
       sha256,
       hash('sha512', a.payload, 'hex'),
-      a.response,
       a.response.length,
       a.responseTruncated ? 1 : 0,
-      // Set even for an empty response, so that NULL keeps meaning "written before responses were recorded".
-      hash('sha256', a.response, 'hex'),
+      responseSha256,
       encodeTranscript(a.transcript),
       a.transcriptTruncated ? 1 : 0,
       a.relay?.target ?? null,
@@ -92,14 +98,28 @@ export class SqliteWriter {
   readonly #db: Database.Database
   readonly #log: Logger
   readonly #insertAll: (rows: readonly Row[]) => void
+  readonly #knownResponses = new Set<string>()
 
   private constructor(db: Database.Database, log: Logger) {
     this.#db = db
     this.#log = log
     const insert = db.prepare(INSERT_SQL)
+    const insertResponse = db.prepare(INSERT_RESPONSE_SQL)
+    const known = this.#knownResponses
     this.#insertAll = db.transaction((rows: readonly Row[]) => {
-      for (const row of rows) insert.run(row.values)
+      for (const row of rows) {
+        if (!known.has(row.responseSha256)) insertResponse.run(row.responseSha256, row.attack.response)
+        insert.run(row.values)
+      }
     })
+  }
+
+  /** Remembers the responses of a committed transaction (never of one that may have rolled back). */
+  #committed(rows: readonly Row[]): void {
+    for (const row of rows) {
+      if (this.#knownResponses.size >= MAX_KNOWN_RESPONSES) this.#knownResponses.clear()
+      this.#knownResponses.add(row.responseSha256)
+    }
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database; throws HT_ERR_STORE_OPEN naming the path and fix. */
@@ -140,6 +160,7 @@ export class SqliteWriter {
     const rows = attacks.map(hashRow)
     try {
       this.#insertAll(rows)
+      this.#committed(rows)
       for (const row of rows) this.#logStored(row)
       return { written: rows.length, dropped: 0, committed: true, error: null }
     } catch (err) {
@@ -159,6 +180,7 @@ export class SqliteWriter {
     for (const row of rows) {
       try {
         this.#insertAll([row])
+        this.#committed([row])
         this.#logStored(row)
         written += 1
       } catch (err) {

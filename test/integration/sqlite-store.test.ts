@@ -105,7 +105,8 @@ interface DbRow {
 function readRows(path: string): DbRow[] {
   const db = new Database(path, { readonly: true, fileMustExist: true })
   try {
-    return db.prepare<[], DbRow>('SELECT * FROM attacks ORDER BY id').all()
+    // A response is stored once per distinct content, in `responses`, and joined back by its digest.
+    return db.prepare<[], DbRow>('SELECT a.*, r.data AS response FROM attacks a LEFT JOIN responses r ON r.sha256 = a.response_sha256 ORDER BY a.id').all()
   } finally {
     db.close()
   }
@@ -124,6 +125,26 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 }
 
 describe('sqlite store', () => {
+  it('stores a response sent to many attackers once, and every attack still reads it back', async () => {
+    const { dir, track } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const store = await createSqliteStore(storeOptions(path, { batchMaxAttacks: 7 }))
+    track(store)
+    const template = Buffer.from('HTTP/1.0 200 OK\r\nServer: Apache\r\n\r\n')
+    const other = Buffer.from('SSH-2.0-OpenSSH_8.9\r\n')
+    const attacks = Array.from({ length: 50 }, (_, i) => makeAttack(Buffer.from(`GET /${i}`), { response: i % 10 === 9 ? other : template, bytesSent: 36 }))
+    for (const attack of attacks) store.enqueue(attack)
+    await store.flush()
+    const db = new Database(path, { readonly: true })
+    try {
+      expect(db.prepare<[], { n: number }>('SELECT count(*) AS n FROM responses').get()!.n).toBe(2)
+    } finally {
+      db.close()
+    }
+    const rows = readRows(path)
+    expect(rows.map((r) => r.response.toString())).toEqual(attacks.map((a) => a.response.toString()))
+  })
+
   it('stores every attack with its fields and the digests of its payload and response', async () => {
     const { dir, track } = useTempDir()
     const path = join(dir, 'nested', 'deeper', 'attacks.db')
