@@ -1,11 +1,8 @@
+import { formatEndpoint } from '../core/format-endpoint.js'
 import type { AttackSummaryRow } from '../store/attack-query.js'
 
 const COLUMNS = ['started (UTC)', 'proto', 'source', 'dport', 'mode', 'relay', 'in', 'out', 'closed', 'sha256'] as const
 const RIGHT_ALIGNED: ReadonlySet<number> = new Set([3, 6, 7]) // dport, in, out
-
-function endpoint(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
-}
 
 /**
  * The relay cell: `relayed`, or for a mirror or proxy session served in normal mode instead, why (`loop`,
@@ -27,7 +24,7 @@ export function formatAttackTable(rows: readonly AttackSummaryRow[], options: { 
   const cells = rows.map((r) => [
     new Date(r.started_at).toISOString().replace('T', ' ').slice(0, 23),
     r.protocol,
-    endpoint(r.src_ip, r.src_port),
+    formatEndpoint(r.src_ip, r.src_port),
     String(r.dst_port),
     r.mode,
     relayCell(r),

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { connect, type Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
+import { formatEndpoint } from '../core/format-endpoint.js'
 
 /**
  * A scripted attacker, run inside the attacker namespace by the demo, the end-to-end tests and the benchmarks:
@@ -312,9 +313,6 @@ function bulkStep(step: Extract<Step, { type: 'bulk' }>): Promise<BulkResult> {
   })
 }
 
-function formatAddress(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
-}
 
 /** Sends each datagram (UTF-8) from one socket, in order, and collects every reply with its source until `waitMs` after the last send. */
 async function udpExchangeStep(step: Extract<Step, { type: 'udp-exchange' }>): Promise<Record<string, unknown>> {
@@ -329,7 +327,7 @@ async function udpExchangeStep(step: Extract<Step, { type: 'udp-exchange' }>): P
       dropped++
       return
     }
-    replies.push({ from: formatAddress(rinfo.address, rinfo.port), size: m.length, text: m.toString('utf8'), base64: m.toString('base64'), atMs: Date.now() - started })
+    replies.push({ from: formatEndpoint(rinfo.address, rinfo.port), size: m.length, text: m.toString('utf8'), base64: m.toString('base64'), atMs: Date.now() - started })
   })
   socket.on('error', (err: NodeJS.ErrnoException) => {
     if (errors.length < 100) errors.push(err.code ?? err.message)

@@ -4,6 +4,7 @@ import { createServer, isIP, type Server, type Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { HoneytrapError } from '../core/errors.js'
+import { formatEndpoint } from '../core/format-endpoint.js'
 
 /**
  * A backend for the mirror and proxy end-to-end tests and benchmarks, run inside the backend namespace:
@@ -104,7 +105,7 @@ function emit(event: Record<string, unknown>): void {
 /** `addr:port`, with IPv4-mapped addresses (a dual-stack socket's view of IPv4 peers) shown as plain IPv4. */
 function formatRemote(address: string | undefined, port: number | undefined): string {
   const plain = address?.startsWith('::ffff:') === true && isIP(address.slice(7)) === 4 ? address.slice(7) : (address ?? '?')
-  return plain.includes(':') ? `[${plain}]:${port ?? 0}` : `${plain}:${port ?? 0}`
+  return formatEndpoint(plain, port ?? 0)
 }
 
 /** A byte generator: AES-128-CTR keystream of the seed (reproducible), or crypto random without one. */

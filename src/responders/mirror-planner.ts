@@ -2,7 +2,8 @@ import type { Endpoint, Protocol } from '../attack/attack.js'
 import type { PortPolicy } from '../supervisor/port-policy.js'
 import type { AddressGuard } from './address-guard.js'
 import type { MirrorBudget } from './mirror-budget.js'
-import { formatEndpoint, type RelayPlan, type RelayPlanner } from './relay-plan.js'
+import { formatEndpoint } from '../core/format-endpoint.js'
+import type { RelayPlan, RelayPlanner } from './relay-plan.js'
 
 export interface MirrorPlannerOptions {
   readonly guard: AddressGuard

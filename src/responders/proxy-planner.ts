@@ -1,6 +1,7 @@
 import type { Endpoint, Protocol } from '../attack/attack.js'
 import type { PortPolicy } from '../supervisor/port-policy.js'
-import { formatEndpoint, type RelayPlan, type RelayPlanner } from './relay-plan.js'
+import { formatEndpoint } from '../core/format-endpoint.js'
+import type { RelayPlan, RelayPlanner } from './relay-plan.js'
 import type { TargetResolver } from './target-resolver.js'
 
 export interface ProxyTargetConfig {

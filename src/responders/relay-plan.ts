@@ -23,8 +23,3 @@ export interface RelayPlanner {
   readonly mode: RelayMode
   plan(protocol: Protocol, source: Endpoint, target: Endpoint, policy: PortPolicy): RelayPlan | Promise<RelayPlan>
 }
-
-/** "198.51.100.7:80" or "[2001:db8::7]:80". */
-export function formatEndpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
-}

@@ -8,6 +8,7 @@ import { runAttackPlan, startSensorProcess, type LogLine, type SensorProcess } f
 import type { RelayModeStats } from '../../src/responders/relay-stats.js'
 import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
+import { formatEndpoint } from '../../src/core/format-endpoint.js'
 
 /**
  * Mirror and proxy end to end (docs/relay.md): a real sensor in its namespace relays real clients from the attacker
@@ -44,9 +45,12 @@ interface Row {
 
 type Triple = [direction: 'in' | 'out', offsetMs: number, size: number]
 
+// A row with its response: responses are stored once per distinct content and joined back by digest.
+const WITH_RESPONSE = 'SELECT a.*, r.data AS response FROM attacks a LEFT JOIN responses r ON r.sha256 = a.response_sha256'
+
 function rowsSince(dbPath: string, since: number, port?: number): Row[] {
-  if (port === undefined) return readRows<Row>(dbPath, 'SELECT * FROM attacks WHERE started_at >= ? ORDER BY id', since)
-  return readRows<Row>(dbPath, 'SELECT * FROM attacks WHERE dst_port = ? AND started_at >= ? ORDER BY id', port, since)
+  if (port === undefined) return readRows<Row>(dbPath, `${WITH_RESPONSE} WHERE a.started_at >= ? ORDER BY a.id`, since)
+  return readRows<Row>(dbPath, `${WITH_RESPONSE} WHERE a.dst_port = ? AND a.started_at >= ? ORDER BY a.id`, port, since)
 }
 
 /** Waits (5 s at most) for `count` rows of sessions to `port` that started at or after `since`, and checks there are no more. */
@@ -143,10 +147,6 @@ function writeTemplates(dir: string, ports: readonly number[]): string {
   return templatesDir
 }
 
-/** `host:port` as the relay columns write it. */
-function endpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
-}
 
 /** A backend event's `remote` ("addr:port" or "[addr]:port") is from `address`. */
 function isFrom(remote: unknown, address: string): boolean {
@@ -224,7 +224,7 @@ describeNetns('relay e2e: mirror back to a service in the attacker namespace', (
       src_ip: pair.attackerV4,
       dst_ip: pair.sensorV4,
       relay_outcome: 'relayed',
-      relay_target: endpoint(pair.attackerV4, ECHO),
+      relay_target: formatEndpoint(pair.attackerV4, ECHO),
       fallback_reason: null,
       close_reason: 'peer-closed',
       bytes_received: sent.length,
@@ -246,7 +246,7 @@ describeNetns('relay e2e: mirror back to a service in the attacker namespace', (
     expect(received(result)).toBe('mapped\n')
     await echo.waitFor((e) => e.event === 'closed', 2_000)
     const row = await storedRow(fx.dbPath, MAPPED, since)
-    expect(row).toMatchObject({ mode: 'mirror', dst_port: MAPPED, relay_outcome: 'relayed', relay_target: endpoint(pair.attackerV4, ECHO), fallback_reason: null })
+    expect(row).toMatchObject({ mode: 'mirror', dst_port: MAPPED, relay_outcome: 'relayed', relay_target: formatEndpoint(pair.attackerV4, ECHO), fallback_reason: null })
     expect(row.response.toString()).toBe('mapped\n')
   })
 
@@ -274,7 +274,7 @@ describeNetns('relay e2e: mirror back to a service in the attacker namespace', (
     expect(result).toMatchObject({ connected: true, closedBy: 'fin', sentBytes: MIB })
     expect(JSON.parse(String(result['received']))).toEqual({ bytes: MIB, sha256: result['sentSha256'] })
     const row = await storedRow(fx.dbPath, DIGEST, since)
-    expect(row).toMatchObject({ mode: 'mirror', relay_outcome: 'relayed', relay_target: endpoint(pair.attackerV4, DIGEST), close_reason: 'peer-closed', bytes_received: MIB })
+    expect(row).toMatchObject({ mode: 'mirror', relay_outcome: 'relayed', relay_target: formatEndpoint(pair.attackerV4, DIGEST), close_reason: 'peer-closed', bytes_received: MIB })
     expect(row.response.toString()).toBe(String(result['received']))
   })
 
@@ -284,15 +284,15 @@ describeNetns('relay e2e: mirror back to a service in the attacker namespace', (
     const result = await attack(pair, { type: 'udp-exchange', host: pair.sensorV4, port: UDP_ECHO, datagrams: ['one', 'two-two'], waitMs: 500 })
     expect(result['sent']).toBe(2)
     expect(result['replies']).toEqual([
-      expect.objectContaining({ from: endpoint(pair.sensorV4, UDP_ECHO), text: 'one' }),
-      expect.objectContaining({ from: endpoint(pair.sensorV4, UDP_ECHO), text: 'two-two' }),
+      expect.objectContaining({ from: formatEndpoint(pair.sensorV4, UDP_ECHO), text: 'one' }),
+      expect.objectContaining({ from: formatEndpoint(pair.sensorV4, UDP_ECHO), text: 'two-two' }),
     ])
     const datagrams = echo.events.filter((e) => e.event === 'datagram')
     expect(datagrams).toHaveLength(2)
     for (const d of datagrams) expect(isFrom(d['remote'], pair.sensorV4), String(d['remote'])).toBe(true)
 
     const row = await storedRow(fx.dbPath, UDP_ECHO, since)
-    expect(row).toMatchObject({ protocol: 'udp', mode: 'mirror', relay_outcome: 'relayed', relay_target: endpoint(pair.attackerV4, UDP_ECHO), close_reason: 'idle-timeout' })
+    expect(row).toMatchObject({ protocol: 'udp', mode: 'mirror', relay_outcome: 'relayed', relay_target: formatEndpoint(pair.attackerV4, UDP_ECHO), close_reason: 'idle-timeout' })
     expect(row.payload.toString()).toBe('onetwo-two')
     expect(row.response.toString()).toBe('onetwo-two')
   })
@@ -355,7 +355,7 @@ describeNetns('relay e2e: proxy to a backend namespace behind the sensor', () =>
       mode: 'proxy',
       src_ip: pair.attackerV4,
       relay_outcome: 'relayed',
-      relay_target: endpoint(pair.backendV4, ECHO.backend),
+      relay_target: formatEndpoint(pair.backendV4, ECHO.backend),
       fallback_reason: null,
       close_reason: 'peer-closed',
     })
@@ -401,7 +401,7 @@ describeNetns('relay e2e: proxy to a backend namespace behind the sensor', () =>
     expect(result).toMatchObject({ connected: true, closedBy: 'reset' })
     expect(['ECONNRESET', 'EPIPE']).toContain(result['error'])
     const row = await storedRow(fx.dbPath, RESET.port, since)
-    expect(row).toMatchObject({ mode: 'proxy', relay_outcome: 'relayed', relay_target: endpoint(pair.backendV4, RESET.backend), close_reason: 'target-reset' })
+    expect(row).toMatchObject({ mode: 'proxy', relay_outcome: 'relayed', relay_target: formatEndpoint(pair.backendV4, RESET.backend), close_reason: 'target-reset' })
   })
 
   it('the attacker cannot reach the backend directly: only the sensor does', async () => {
@@ -420,14 +420,14 @@ describeNetns('relay e2e: proxy to a backend namespace behind the sensor', () =>
     const since = Date.now()
     const result = await attack(pair, { type: 'udp-exchange', host: pair.sensorV4, port: UDP.port, datagrams: ['query-1', 'query-22'], waitMs: 500 })
     expect(result['replies']).toEqual([
-      expect.objectContaining({ from: endpoint(pair.sensorV4, UDP.port), text: 'query-1' }),
-      expect.objectContaining({ from: endpoint(pair.sensorV4, UDP.port), text: 'query-22' }),
+      expect.objectContaining({ from: formatEndpoint(pair.sensorV4, UDP.port), text: 'query-1' }),
+      expect.objectContaining({ from: formatEndpoint(pair.sensorV4, UDP.port), text: 'query-22' }),
     ])
     const datagrams = echo.events.filter((e) => e.event === 'datagram')
     expect(datagrams).toHaveLength(2)
     for (const d of datagrams) expect(isFrom(d['remote'], pair.sensorBackendV4), String(d['remote'])).toBe(true)
     const row = await storedRow(fx.dbPath, UDP.port, since)
-    expect(row).toMatchObject({ protocol: 'udp', mode: 'proxy', relay_outcome: 'relayed', relay_target: endpoint(pair.backendV4, UDP.backend), close_reason: 'idle-timeout' })
+    expect(row).toMatchObject({ protocol: 'udp', mode: 'proxy', relay_outcome: 'relayed', relay_target: formatEndpoint(pair.backendV4, UDP.backend), close_reason: 'idle-timeout' })
     expect(row.payload.toString()).toBe('query-1query-22')
     expect(row.response.toString()).toBe('query-1query-22')
   })
@@ -504,44 +504,44 @@ describeNetns('relay e2e: a target that is down or silent falls back to the temp
   }
 
   it('mirror target refuses: the template answers at once, and once the service is up the port relays again', async () => {
-    const row = await expectFallback(MIRROR_DOWN, 'connect-refused', endpoint(pair.attackerV4, MIRROR_DOWN))
+    const row = await expectFallback(MIRROR_DOWN, 'connect-refused', formatEndpoint(pair.attackerV4, MIRROR_DOWN))
     expect(row.mode).toBe('mirror')
     // Refused, not timed out: the template did not wait for connectTimeoutMs.
     expect(firstOffset(transcriptOf(row), 'out')).toBeLessThan(CONNECT_TIMEOUT_MS)
     await backendIn(pair, pair.attackerNs, ['--tcp', String(MIRROR_DOWN), '--mode', 'echo'])
-    await expectRelayed(MIRROR_DOWN, endpoint(pair.attackerV4, MIRROR_DOWN))
+    await expectRelayed(MIRROR_DOWN, formatEndpoint(pair.attackerV4, MIRROR_DOWN))
   })
 
   it('proxy target refuses: the template answers at once, and once the backend is up the port relays again', async () => {
-    const row = await expectFallback(PROXY_DOWN.port, 'connect-refused', endpoint(pair.backendV4, PROXY_DOWN.backend))
+    const row = await expectFallback(PROXY_DOWN.port, 'connect-refused', formatEndpoint(pair.backendV4, PROXY_DOWN.backend))
     expect(row.mode).toBe('proxy')
     expect(firstOffset(transcriptOf(row), 'out')).toBeLessThan(CONNECT_TIMEOUT_MS)
     await backendIn(pair, pair.backendNs, ['--tcp', String(PROXY_DOWN.backend), '--mode', 'echo'])
-    await expectRelayed(PROXY_DOWN.port, endpoint(pair.backendV4, PROXY_DOWN.backend))
+    await expectRelayed(PROXY_DOWN.port, formatEndpoint(pair.backendV4, PROXY_DOWN.backend))
   })
 
   it("proxy target drops SYNs: connect-timeout after connectTimeoutMs, then the template; relays again once it answers", async () => {
     const echo = await backendIn(pair, pair.backendNs, ['--tcp', String(PROXY_DROPPED.backend), '--mode', 'echo'])
     const allow = await dropSyns(pair, pair.backendNs, PROXY_DROPPED.backend)
-    const row = await expectFallback(PROXY_DROPPED.port, 'connect-timeout', endpoint(pair.backendV4, PROXY_DROPPED.backend))
+    const row = await expectFallback(PROXY_DROPPED.port, 'connect-timeout', formatEndpoint(pair.backendV4, PROXY_DROPPED.backend))
     // The template went out when the connect timer fired (whole milliseconds: allow one for rounding).
     const templateAtMs = firstOffset(transcriptOf(row), 'out')
     expect(templateAtMs).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 1)
     expect(templateAtMs).toBeLessThan(CONNECT_TIMEOUT_MS + 1_000)
     expect(echo.events.filter((e) => e.event === 'connection')).toEqual([])
     await allow()
-    await expectRelayed(PROXY_DROPPED.port, endpoint(pair.backendV4, PROXY_DROPPED.backend))
+    await expectRelayed(PROXY_DROPPED.port, formatEndpoint(pair.backendV4, PROXY_DROPPED.backend))
   })
 
   it("mirror target drops SYNs: connect-timeout after connectTimeoutMs, then the template; relays again once it answers", async () => {
     const echo = await backendIn(pair, pair.attackerNs, ['--tcp', String(MIRROR_DROPPED), '--mode', 'echo'])
     // In the attacker's INPUT chain: the attacker's own connection to the sensor is outbound and unaffected.
     const allow = await dropSyns(pair, pair.attackerNs, MIRROR_DROPPED)
-    const row = await expectFallback(MIRROR_DROPPED, 'connect-timeout', endpoint(pair.attackerV4, MIRROR_DROPPED))
+    const row = await expectFallback(MIRROR_DROPPED, 'connect-timeout', formatEndpoint(pair.attackerV4, MIRROR_DROPPED))
     expect(firstOffset(transcriptOf(row), 'out')).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 1)
     expect(echo.events.filter((e) => e.event === 'connection')).toEqual([])
     await allow()
-    await expectRelayed(MIRROR_DROPPED, endpoint(pair.attackerV4, MIRROR_DROPPED))
+    await expectRelayed(MIRROR_DROPPED, formatEndpoint(pair.attackerV4, MIRROR_DROPPED))
   })
 
   it('a client that sends and half-closes while the target is still connecting gets the template, as on a normal port', async () => {
@@ -625,7 +625,7 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
     ]
     for (const [source, reason] of expected) {
       const row = bySource.get(source)
-      expect(row, `row from ${source}`).toMatchObject({ mode: 'mirror', relay_outcome: 'fallback', fallback_reason: reason, relay_target: endpoint(source, OWN) })
+      expect(row, `row from ${source}`).toMatchObject({ mode: 'mirror', relay_outcome: 'fallback', fallback_reason: reason, relay_target: formatEndpoint(source, OWN) })
       expect(row?.payload.toString()).toBe(`from ${source}`)
     }
   })
@@ -635,7 +635,7 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
     const result = await attack(pair, { type: 'tcp', host: pair.sensorV4, port: DENIED, send: 'x', waitMs: 3_000 })
     expect(received(result)).toBe(template(DENIED))
     const row = await storedRow(fx.dbPath, DENIED, since)
-    expect(row).toMatchObject({ src_ip: pair.attackerV4, relay_outcome: 'fallback', fallback_reason: 'denied', relay_target: endpoint(pair.attackerV4, DENIED) })
+    expect(row).toMatchObject({ src_ip: pair.attackerV4, relay_outcome: 'fallback', fallback_reason: 'denied', relay_target: formatEndpoint(pair.attackerV4, DENIED) })
   })
 
   it('maxConcurrentPerSource 1: a second mirror while the first is open falls back (budget-concurrent)', async () => {
@@ -650,9 +650,9 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
     const [held] = await holding
     expect(held).toMatchObject({ type: 'hold-ready', connected: 1 })
     const heldRow = await storedRow(fx.dbPath, HELD, since)
-    expect(heldRow).toMatchObject({ src_ip: pair.attackerV6, relay_outcome: 'relayed', relay_target: endpoint(pair.attackerV6, HELD) })
+    expect(heldRow).toMatchObject({ src_ip: pair.attackerV6, relay_outcome: 'relayed', relay_target: formatEndpoint(pair.attackerV6, HELD) })
     const refused = await storedRow(fx.dbPath, CONCURRENT, since)
-    expect(refused).toMatchObject({ src_ip: pair.attackerV6, relay_outcome: 'fallback', fallback_reason: 'budget-concurrent', relay_target: endpoint(pair.attackerV6, CONCURRENT) })
+    expect(refused).toMatchObject({ src_ip: pair.attackerV6, relay_outcome: 'fallback', fallback_reason: 'budget-concurrent', relay_target: formatEndpoint(pair.attackerV6, CONCURRENT) })
   })
 
   it('connectionsPerMinutePerSource 2: the third mirror in a minute falls back (budget-connections)', async () => {
@@ -701,7 +701,7 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
     const summary = await stopAndReadSummary(sensor)
     fx.sensor = undefined
     const stats = (summary?.['relay'] as { mirror: RelayModeStats; proxy: RelayModeStats } | undefined)?.mirror
-    const rows = readRows<Row>(fx.dbPath, "SELECT * FROM attacks WHERE mode = 'mirror'")
+    const rows = readRows<Row>(fx.dbPath, `${WITH_RESPONSE} WHERE a.mode = 'mirror'`)
     const fellBack: Record<string, number> = {}
     for (const row of rows) if (row.fallback_reason !== null) fellBack[row.fallback_reason] = (fellBack[row.fallback_reason] ?? 0) + 1
     expect(stats).toEqual({
@@ -769,7 +769,7 @@ describeNetns('relay e2e: the byte budget runs out on the bytes held while the t
     expect(result).toMatchObject({ connected: true })
     expect(Number(result?.['receivedBytes'])).toBeLessThanOrEqual(BYTE_BUDGET)
     const row = await storedRow(fx.dbPath, PORT, since)
-    expect(row).toMatchObject({ mode: 'mirror', relay_outcome: 'relayed', relay_target: endpoint(pair.attackerV4, PORT), close_reason: 'budget-spent' })
+    expect(row).toMatchObject({ mode: 'mirror', relay_outcome: 'relayed', relay_target: formatEndpoint(pair.attackerV4, PORT), close_reason: 'budget-spent' })
   })
 
   it('the sensor still stops cleanly on SIGTERM afterwards, and counts the cut', async () => {
@@ -857,22 +857,22 @@ describeNetns('relay e2e: two sensors mirroring each other', () => {
   it('A refuses the third hop of A -> B -> A (loop), and the number of sessions stays at three', async () => {
     const { a, b } = await expectLoopCut(PORT, PORT)
     expect(a.map((r) => [r.src_ip, r.dst_port, r.relay_outcome, r.fallback_reason, r.relay_target])).toEqual([
-      [pair.attackerV4, PORT, 'relayed', null, endpoint(pair.attackerV4, PORT)],
-      [pair.attackerV4, PORT, 'fallback', 'loop', endpoint(pair.attackerV4, PORT)],
+      [pair.attackerV4, PORT, 'relayed', null, formatEndpoint(pair.attackerV4, PORT)],
+      [pair.attackerV4, PORT, 'fallback', 'loop', formatEndpoint(pair.attackerV4, PORT)],
     ])
     expect(b.map((r) => [r.src_ip, r.dst_port, r.relay_outcome, r.fallback_reason, r.relay_target])).toEqual([
-      [pair.sensorV4, PORT, 'relayed', null, endpoint(pair.sensorV4, PORT)],
+      [pair.sensorV4, PORT, 'relayed', null, formatEndpoint(pair.sensorV4, PORT)],
     ])
   })
 
   it('with mirrorPort the loop is cut the same way: A:7100 -> B:7101 -> A:7101 is refused (loop)', async () => {
     const { a, b } = await expectLoopCut(MAPPED, MAPPED_TO)
     expect(a.map((r) => [r.src_ip, r.dst_port, r.relay_outcome, r.fallback_reason, r.relay_target])).toEqual([
-      [pair.attackerV4, MAPPED, 'relayed', null, endpoint(pair.attackerV4, MAPPED_TO)],
-      [pair.attackerV4, MAPPED_TO, 'fallback', 'loop', endpoint(pair.attackerV4, MAPPED_TO)],
+      [pair.attackerV4, MAPPED, 'relayed', null, formatEndpoint(pair.attackerV4, MAPPED_TO)],
+      [pair.attackerV4, MAPPED_TO, 'fallback', 'loop', formatEndpoint(pair.attackerV4, MAPPED_TO)],
     ])
     expect(b.map((r) => [r.src_ip, r.dst_port, r.relay_outcome, r.fallback_reason, r.relay_target])).toEqual([
-      [pair.sensorV4, MAPPED_TO, 'relayed', null, endpoint(pair.sensorV4, MAPPED_TO)],
+      [pair.sensorV4, MAPPED_TO, 'relayed', null, formatEndpoint(pair.sensorV4, MAPPED_TO)],
     ])
   })
 })
