@@ -6,8 +6,9 @@ import { parseCidr, type CidrRange } from '../../src/config/cidr.js'
 import { AddressGuard } from '../../src/responders/address-guard.js'
 import { MirrorBudget, type MirrorBudgetOptions } from '../../src/responders/mirror-budget.js'
 import { createMirrorPlanner } from '../../src/responders/mirror-planner.js'
-import type { RelayLease, RelayPlan, RelayPlanner } from '../../src/responders/relay-plan.js'
+import type { RelayPlan, RelayPlanner } from '../../src/responders/relay-plan.js'
 import type { PortPolicy } from '../../src/supervisor/port-policy.js'
+import { leaseOf, reasonOf } from '../helpers/relay-plans.js'
 
 type InterfaceTable = ReturnType<typeof os.networkInterfaces>
 
@@ -68,16 +69,6 @@ function fixture(options: { deny?: readonly string[]; budget?: Partial<MirrorBud
       return result
     },
   }
-}
-
-function leaseOf(plan: RelayPlan): RelayLease {
-  if (!plan.ok) throw new Error(`expected a lease, got a refusal: ${plan.reason}`)
-  return plan.lease
-}
-
-function reasonOf(plan: RelayPlan): FallbackReason {
-  if (plan.ok) throw new Error(`expected a refusal, got a lease to ${plan.lease.label}`)
-  return plan.reason
 }
 
 describe('mirror planner: destination and label', () => {

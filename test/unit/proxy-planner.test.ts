@@ -1,10 +1,11 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import type { Endpoint, FallbackReason, Protocol } from '../../src/attack/attack.js'
+import type { Endpoint, Protocol } from '../../src/attack/attack.js'
 import { createProxyPlanner, type ProxyTargetConfig } from '../../src/responders/proxy-planner.js'
-import type { RelayLease, RelayPlan, RelayPlanner } from '../../src/responders/relay-plan.js'
+import type { RelayPlan, RelayPlanner } from '../../src/responders/relay-plan.js'
 import { TargetResolver, type ResolvedAddress } from '../../src/responders/target-resolver.js'
 import type { PortPolicy } from '../../src/supervisor/port-policy.js'
+import { leaseOf, reasonOf } from '../helpers/relay-plans.js'
 
 const TARGETS: Readonly<Record<string, ProxyTargetConfig>> = {
   web: { host: 'backend.example', port: 8080, protocol: 'tcp', maxConcurrent: 2 },
@@ -39,16 +40,6 @@ function plannerWith(options: { targets?: Readonly<Record<string, ProxyTargetCon
 
 function planOf(planner: RelayPlanner, name: string | null, protocol: Protocol = 'tcp'): RelayPlan | Promise<RelayPlan> {
   return planner.plan(protocol, SOURCE, SENSOR, proxyPolicy(name))
-}
-
-function leaseOf(plan: RelayPlan): RelayLease {
-  if (!plan.ok) throw new Error(`expected a lease, got a refusal: ${plan.reason}`)
-  return plan.lease
-}
-
-function reasonOf(plan: RelayPlan): FallbackReason {
-  if (plan.ok) throw new Error(`expected a refusal, got a lease to ${plan.lease.label}`)
-  return plan.reason
 }
 
 describe('proxy planner: destination', () => {
