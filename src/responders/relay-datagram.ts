@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { FallbackReason } from '../attack/attack.js'
-import type { RelayLease, RelayPlan, RelayPlanner } from './relay-plan.js'
+import { planRelay, type RelayLease, type RelayPlan, type RelayPlanner } from './relay-plan.js'
 import type { RelayStats } from './relay-stats.js'
 import type { DatagramHandler, DatagramResponder, DatagramSession } from './responder.js'
 
@@ -40,18 +40,7 @@ class RelayDatagramSession implements DatagramHandler {
 
   start(): void {
     this.#o.stats.started(this.#o.planner.mode)
-    const s = this.#session
-    const plan = this.#o.planner.plan('udp', s.source, s.target, s.policy)
-    if (plan instanceof Promise) {
-      // A planner never rejects (refusals are fallback reasons); if one does, that is a bug: log it, serve normally.
-      plan.then(
-        (p) => this.#onPlan(p),
-        (err: unknown) => {
-          this.#session.log.error({ err }, 'relay planner failed')
-          this.#onPlan({ ok: false, reason: 'connect-failed', label: '(planner error)' })
-        },
-      )
-    } else this.#onPlan(plan)
+    planRelay(this.#o.planner, 'udp', this.#session, (p) => this.#onPlan(p))
   }
 
   datagram(data: Buffer): void {

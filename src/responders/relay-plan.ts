@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { Endpoint, FallbackReason, Protocol } from '../attack/attack.js'
 import type { PortPolicy } from '../supervisor/port-policy.js'
 import type { RelayMode } from './relay-stats.js'
@@ -22,4 +23,23 @@ export type RelayPlan = { readonly ok: true; readonly lease: RelayLease } | { re
 export interface RelayPlanner {
   readonly mode: RelayMode
   plan(protocol: Protocol, source: Endpoint, target: Endpoint, policy: PortPolicy): RelayPlan | Promise<RelayPlan>
+}
+
+/**
+ * Asks `planner` for a session's relay and hands the answer to `onPlan`, at once or when the name has resolved. A
+ * planner never rejects (refusals are fallback reasons); if one does, that is a bug: it is logged and the session is
+ * served in normal mode, never left to an unhandled rejection.
+ */
+export function planRelay(
+  planner: RelayPlanner,
+  protocol: Protocol,
+  session: { readonly source: Endpoint; readonly target: Endpoint; readonly policy: PortPolicy; readonly log: Logger },
+  onPlan: (plan: RelayPlan) => void,
+): void {
+  const plan = planner.plan(protocol, session.source, session.target, session.policy)
+  if (!(plan instanceof Promise)) return onPlan(plan)
+  plan.then(onPlan, (err: unknown) => {
+    session.log.error({ err }, 'relay planner failed')
+    onPlan({ ok: false, reason: 'connect-failed', label: '(planner error)' })
+  })
 }

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import type { CloseReason, FallbackReason } from '../attack/attack.js'
-import type { RelayLease, RelayPlan, RelayPlanner } from './relay-plan.js'
+import { planRelay, type RelayLease, type RelayPlan, type RelayPlanner } from './relay-plan.js'
 import type { RelayStats } from './relay-stats.js'
 import type { Connection, EndableSession, Responder } from './responder.js'
 import { TcpRelay } from './tcp-relay.js'
@@ -50,17 +50,7 @@ class RelaySession implements EndableSession {
     socket.on('end', this.#onEarlyEnd)
     socket.on('error', this.#onEarlyError)
     socket.on('close', this.#onEarlyClose)
-    const plan = this.#o.planner.plan('tcp', this.#conn.source, this.#conn.target, this.#conn.policy)
-    if (plan instanceof Promise) {
-      // A planner never rejects (refusals are fallback reasons); if one does, that is a bug: log it, serve normally.
-      plan.then(
-        (p) => this.#onPlan(p),
-        (err: unknown) => {
-          this.#conn.log.error({ err }, 'relay planner failed')
-          this.#onPlan({ ok: false, reason: 'connect-failed', label: '(planner error)' })
-        },
-      )
-    } else this.#onPlan(plan)
+    planRelay(this.#o.planner, 'tcp', this.#conn, (p) => this.#onPlan(p))
   }
 
   /** Shutdown or maximum duration: ends the relay, or the connection still waiting for its target. */
