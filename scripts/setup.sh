@@ -34,6 +34,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The tests also run the plugins against real servers and tools from Debian: an FTP server (pyftpdlib), a TFTP server
+# (tftpd-hpa), clamd, ssdeep, file and openssl. Only the test command installs them, and none of their services may
+# start: tftpd-hpa would listen on port 69 of the host and clamav-freshclam would fetch signatures from the internet.
+# The tests start the daemons they need themselves, on loopback, and stop them by PID.
+if [ "$mode" = test ]; then
+  test_packages=(python3-pyftpdlib tftpd-hpa clamav-daemon ssdeep file openssl)
+  missing=()
+  for p in "${test_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing test tools ${missing[*]} (their services stay stopped and disabled)"
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      systemctl disable --now tftpd-hpa clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
+    fi
+  fi
+fi
+
 # The queue module is loaded on demand by the first NFQUEUE rule; load it now so `iptables status` can read it.
 modprobe nfnetlink_queue 2>/dev/null || true
 

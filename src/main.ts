@@ -4,6 +4,8 @@ import { parsePortSpec, type PortRange } from './config/port-spec.js'
 import type { Config } from './config/schema.js'
 import { NfqueueSource } from './monitor/nfqueue-source.js'
 import type { PacketSource } from './monitor/packet-source.js'
+import { startPipeline, type PipelineHandle } from './plugins/pipeline-launcher.js'
+import { pipelineSettings } from './plugins/pipeline-settings.js'
 import { createResponders, type ResponderSet } from './responders/responder-set.js'
 import { TemplateStore } from './responders/templates.js'
 import { installRules, removeRules, type InstallReport } from './rules/iptables-runner.js'
@@ -53,6 +55,7 @@ export interface Sensor {
   readonly store: AttackStore
   readonly templates: TemplateStore
   readonly responders: ResponderSet
+  readonly pipeline: PipelineHandle | null // null when plugins.enabled is false
   /** Stops taking attempts, ends every session, stores everything and removes the rules it added. Idempotent. */
   stop(): Promise<void>
 }
@@ -124,6 +127,19 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     log,
   })
 
+  // The plugins run in their own low-priority process, following the database; a plugin that cannot be loaded stops
+  // the start here, before any rule is installed.
+  let pipeline: PipelineHandle | null = null
+  if (config.plugins.enabled) {
+    try {
+      pipeline = await startPipeline(pipelineSettings(config), log)
+    } catch (err) {
+      await store.close()
+      templates.close()
+      throw err
+    }
+  }
+
   const excluded = await resolveExcludes(config)
   const { supervisor, responders } = createSupervisor(config, {
     templates,
@@ -143,7 +159,8 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   // The one teardown, in data-flow order: no new attempts, sessions ended and recorded, everything stored.
   const teardown = async (): Promise<void> => {
     await monitor.stop()
-    await supervisor.close()
+    // The pipeline stops alongside: what it has not reached yet waits in the database for its next start.
+    await Promise.all([pipeline?.stop(), supervisor.close()])
     await store.close()
     templates.close()
   }
@@ -180,11 +197,11 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))
       }
       await teardown()
-      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats(), relay: responders.relayStats.snapshot() }, 'sensor stopped')
+      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats(), relay: responders.relayStats.snapshot(), pipeline: pipeline?.stats() ?? null }, 'sensor stopped')
     })()
     return stopping
   }
 
   log.info({ queue: config.monitor.queue, db: config.store.path, templates: templates.size, rules: config.rules.manage }, 'sensor started')
-  return { supervisor, monitor, store, templates, responders, stop }
+  return { supervisor, monitor, store, templates, responders, pipeline, stop }
 }

@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { loadConfig } from '../config/load-config.js'
 import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
 import { toExportRecord } from '../store/export-record.js'
+import { pluginResultsReader } from '../store/plugin-results.js'
 import { formatAttackTable } from './attack-table.js'
 import { durationFlag, intFlag, parseFlags, usageError } from './usage.js'
 
@@ -60,15 +61,20 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
       output: { type: 'string' },
     })
     if (values.format !== 'jsonl') throw usageError(`--format "${values.format}" is not supported yet; expected jsonl`)
-    const db = openAttackDatabase(dbPath(values.db, values.config))
+    const path = dbPath(values.db, values.config)
+    const db = openAttackDatabase(path)
+    // A second connection for the plugin results: better-sqlite3 runs nothing else on a connection while it iterates.
+    const side = openAttackDatabase(path)
     const out = values.output !== undefined ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout
     try {
+      const resultsOf = pluginResultsReader(side)
       for (const row of iterateAttacks(db)) {
         // Respect back-pressure so a large export streams in constant memory.
-        if (!out.write(`${JSON.stringify(toExportRecord(row))}\n`)) await once(out, 'drain')
+        if (!out.write(`${JSON.stringify(toExportRecord(row, resultsOf(row.id)))}\n`)) await once(out, 'drain')
       }
     } finally {
       db.close()
+      side.close()
       if (out !== process.stdout) {
         out.end()
         await once(out, 'finish')

@@ -11,6 +11,7 @@ const commands = {
   attacks: async (args: readonly string[]) => (await import('./attacks-command.js')).runAttacksCommand(args),
   config: async (args: readonly string[]) => (await import('./config-command.js')).runConfigCommand(args),
   demo: async (args: readonly string[]) => (await import('./demo-command.js')).runDemoCommand(args),
+  replay: async (args: readonly string[]) => (await import('./replay-command.js')).runReplayCommand(args),
 }
 
 const HELP = `honeytrap-ts: a network sensor that answers every connection attempt and stores what attackers send
@@ -27,20 +28,24 @@ Usage:
   honeytrap-ts attacks list [--db FILE] [--limit N] [--offset N] [--since DURATION] [--port N] [--protocol tcp|udp] [--json]
   honeytrap-ts attacks export [--db FILE] [--format jsonl] [--output FILE]
       Read stored attacks (read-only; safe while the sensor runs).
+  honeytrap-ts replay [--config FILE] [--db FILE] [--plugin NAME]... [--since DURATION] [--until DURATION]
+                      [--port N] [--protocol tcp|udp] [--id ID]... [--json]
+      Run the post-processing plugins (all enabled ones, or each --plugin) over stored attacks, oldest first.
+      Resumable: runs that succeeded are never repeated, so artifacts are never duplicated. Ctrl-C stops (exit 130).
   honeytrap-ts config check [--config FILE]
       Validate a config file and print the effective config as JSON.
   honeytrap-ts demo [--keep-db FILE]
       Run the sensor in two network namespaces it creates, attack it, print what was caught, clean up (root).
   honeytrap-ts --help | --version
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 needs root.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 needs root, 130 interrupted (replay).
 Docs: README.md and docs/ in the package.
 `
 
 /** Exit codes, documented in README and docs/cli.md. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notRoot: 3 } as const
 
-const USAGE_CODES: ReadonlySet<string> = new Set(['HT_ERR_CLI_USAGE', 'HT_ERR_CONFIG_READ', 'HT_ERR_CONFIG_INVALID'])
+const USAGE_CODES: ReadonlySet<string> = new Set(['HT_ERR_CLI_USAGE', 'HT_ERR_CONFIG_READ', 'HT_ERR_CONFIG_INVALID', 'HT_ERR_PLUGIN_LOAD'])
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -66,10 +71,11 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'attacks':
     case 'config':
     case 'demo':
+    case 'replay':
       return commands[command](rest)
     default:
       if (command.startsWith('-')) return commands.run(argv)
-      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, config or demo (see --help)`)
+      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, replay, config or demo (see --help)`)
   }
 }
 

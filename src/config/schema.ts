@@ -1,12 +1,10 @@
 import { z } from 'zod'
-import { parseCidr } from './cidr.js'
+import { Cidr, Port, PositiveInt } from './common-schemas.js'
 import { parsePortSpec } from './port-spec.js'
+import { checkPluginList, PluginsSection } from './plugins-section.js'
 import { checkRelayTargets } from './relay-targets.js'
 
 /** The one config schema. Defaults live here, each with its unit; `honeytrap.example.yaml` documents every key. */
-
-const Port = z.number().int().min(1).max(65_535)
-const PositiveInt = z.number().int().positive()
 
 /** A port list in the port-spec syntax ("22/tcp", "80,443", "8000-8100/udp"); a bare number is one port. */
 const PortList = z.union([z.string(), Port]).superRefine((value, ctx) => {
@@ -18,11 +16,6 @@ export const RESPONDER_MODES = ['normal', 'ignore', 'mirror', 'proxy'] as const
 
 const Mode = z.enum(RESPONDER_MODES)
 
-/** A CIDR range ("203.0.113.0/24", "2001:db8::/32") or a single address. */
-const Cidr = z.string().superRefine((value, ctx) => {
-  const result = parseCidr(value)
-  if (!result.ok) ctx.addIssue({ code: 'custom', message: result.error })
-})
 
 /** The name of a proxy target: a key of `proxy.targets`. */
 const TargetName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a target name is 1-64 letters, digits, ".", "_" or "-"')
@@ -171,6 +164,10 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
 
+  // Post-processing: every stored attack goes through these plugins in a separate, low-priority process
+  // (docs/plugins.md). Downloaders are off by default: fetching contacts the attacker's servers from the sensor's address.
+  plugins: PluginsSection,
+
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -178,6 +175,7 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
 })
   .superRefine(checkRelayTargets)
+  .superRefine(checkPluginList)
   .superRefine((config, ctx) => {
     // One session keeps up to maxAttackBytes in each direction; a queue bound below that would drop it every time.
     const least = 2 * config.responder.maxAttackBytes

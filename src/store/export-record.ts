@@ -1,5 +1,6 @@
 import type { AddressFamily, CloseReason, Direction, FallbackReason, Protocol, ResponderMode } from '../attack/attack.js'
 import type { AttackRow } from './attack-query.js'
+import type { ExportArtifact, ExportDownload, ExportPluginRun, PluginResults } from './plugin-results.js'
 
 /** One chunk of the exchange, with the bytes it carried, so that a reader can replay a session from the export alone. */
 export interface ExportChunk {
@@ -48,11 +49,14 @@ export interface ExportRecord {
   readonly relay: ExportRelay | null // mirror and proxy sessions only
   readonly transcript_truncated: boolean
   readonly transcript_error: string | null // why the stored transcript could not be read; transcript is then null
+  readonly plugin_runs: readonly ExportPluginRun[] // what each plugin did with each subject (schema 3; [] before)
+  readonly artifacts: readonly ExportArtifact[]
+  readonly downloads: readonly ExportDownload[] // every download attempt, success or failure
   readonly transcript: readonly ExportChunk[] | null // null: not recorded (before schema 2) or unreadable
 }
 
 /** The JSON-lines export record of one row; never throws on a row's content (see transcript_error). */
-export function toExportRecord(row: AttackRow): ExportRecord {
+export function toExportRecord(row: AttackRow, plugins: PluginResults = { plugin_runs: [], artifacts: [], downloads: [] }): ExportRecord {
   const transcript = row.transcript === null ? null : parseStoredTranscript(row.transcript, row.payload, row.response)
   return {
     id: row.id,
@@ -85,6 +89,9 @@ export function toExportRecord(row: AttackRow): ExportRecord {
         : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason },
     transcript_truncated: row.transcript_truncated === 1,
     transcript_error: typeof transcript === 'string' ? transcript : null,
+    plugin_runs: plugins.plugin_runs,
+    artifacts: plugins.artifacts,
+    downloads: plugins.downloads,
     transcript: typeof transcript === 'string' ? null : transcript,
   }
 }

@@ -197,6 +197,9 @@ describe('attack queries', () => {
       relay: null,
       transcript_truncated: false,
       transcript_error: null,
+      plugin_runs: [], // no plugin results given: tests/integration/plugin-pipeline.test.ts covers them
+      artifacts: [],
+      downloads: [],
       transcript: [
         { direction: 'in', offset_ms: 0, size: 8, data_base64: attack.payload.subarray(0, 8).toString('base64') },
         { direction: 'out', offset_ms: 3, size: 10, data_base64: attack.response.toString('base64') },
@@ -279,7 +282,7 @@ function schemaOneDatabase(path: string, attacks: readonly Attack[]): void {
 
 function exportAll(path: string): ExportRecord[] {
   const db = openForTest(path)
-  return [...iterateAttacks(db)].map(toExportRecord)
+  return [...iterateAttacks(db)].map((row) => toExportRecord(row))
 }
 
 /** A relayed session whose transcript alternates in many small chunks over hostile bytes in both directions. */
@@ -393,7 +396,7 @@ describe('schema 2: responses, transcripts and relays', () => {
     const oldList = listAttacks(before, { limit: 10 })
     expect(oldList.total).toBe(3)
     for (const row of oldList.attacks) expect(row).toMatchObject({ response_size: 0, response_sha256: null, relay_target: null, relay_outcome: null })
-    const oldRecords = [...iterateAttacks(before)].map(toExportRecord)
+    const oldRecords = [...iterateAttacks(before)].map((row) => toExportRecord(row))
     expect(oldRecords.map((r) => r.payload_base64)).toEqual([old[2]!, old[0]!, old[1]!].map((a) => a.payload.toString('base64')))
     expect(oldRecords.every((r) => r.transcript === null && r.response_base64 === '' && r.relay === null)).toBe(true)
     before.close()
@@ -411,7 +414,7 @@ describe('schema 2: responses, transcripts and relays', () => {
       expect(row).toMatchObject({ response_size: 0, response_truncated: 0, response_sha256: null, transcript_truncated: 0, relay_target: null })
     }
 
-    const records = [...iterateAttacks(db)].map(toExportRecord)
+    const records = [...iterateAttacks(db)].map((row) => toExportRecord(row))
     const [zero, five, six, seven] = records
     for (const [record, attack] of [[zero, old[2]!], [five, old[0]!], [six, old[1]!]] as const) {
       expect(record).toMatchObject({

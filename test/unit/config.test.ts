@@ -97,6 +97,22 @@ const DEFAULTS: Config = {
     maxQueuedAttacks: 100_000,
     maxQueuedBytes: 256 * 1024 * 1024,
   },
+  plugins: {
+    enabled: true,
+    dataDir: null,
+    dir: null,
+    timeoutMs: 60_000,
+    maxDepth: 3,
+    maxSubjectsPerAttack: 32,
+    maxSubjectBytes: 4 * 1024 * 1024,
+    maxBacklog: 100_000,
+    pollIntervalMs: 250,
+    nice: 19,
+    maxMemoryMb: 512,
+    downloads: { maxBytes: 16 * 1024 * 1024, timeoutMs: 30_000, maxRedirects: 5, allow: [], deny: [], recentUrlTtlMs: 3_600_000, quarantineDir: null },
+    // The downloaders are not in the default list: they contact the attacker's servers (docs/plugins.md).
+    list: ['b64Decode', 'deUnicode', 'xorDecode', 'vncDownload', 'fileType', 'fuzzyHash'].map((name) => ({ name, enabled: true, options: {} })),
+  },
   log: { level: 'info' },
 }
 

@@ -1,0 +1,295 @@
+import { readFileSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import type { Direction, StoredAttack, TranscriptChunk } from '../attack/attack.js'
+import { HoneytrapError } from '../core/errors.js'
+import { migrate } from '../store/migrate.js'
+import type { Quarantine } from './download/quarantine.js'
+import type { PipelineJob, RunResult, SubjectRecord } from './pipeline.js'
+import { runKey } from './pipeline.js'
+import type { ArtifactHistory, JsonValue } from './plugin.js'
+
+/** An attack as the pipeline takes it: the record plus its rowid (the commit order the live pipeline follows). */
+export interface QueuedAttack {
+  readonly rowid: number
+  readonly attack: StoredAttack
+}
+
+const ATTACK_COLUMNS = `a.rowid AS rowid, a.id, a.protocol, a.family, a.mode, a.src_ip, a.src_port, a.dst_ip, a.dst_port,
+  a.started_at, a.ended_at, a.close_reason, a.bytes_received, a.bytes_sent, a.truncated, a.payload, a.md5, a.sha256,
+  a.sha512, a.response_truncated, a.transcript, a.transcript_truncated, a.relay_target, a.relay_outcome, a.fallback_reason,
+  coalesce(r.data, x'') AS response`
+const ATTACK_FROM = 'attacks a LEFT JOIN responses r ON r.sha256 = a.response_sha256'
+
+interface AttackDbRow {
+  rowid: number
+  id: string
+  protocol: 'tcp' | 'udp'
+  family: 4 | 6
+  mode: StoredAttack['mode']
+  src_ip: string
+  src_port: number
+  dst_ip: string
+  dst_port: number
+  started_at: number
+  ended_at: number
+  close_reason: StoredAttack['closeReason']
+  bytes_received: number
+  bytes_sent: number
+  truncated: number
+  payload: Buffer
+  md5: string
+  sha256: string
+  sha512: string
+  response_truncated: number
+  transcript: string | null
+  transcript_truncated: number
+  relay_target: string | null
+  relay_outcome: 'relayed' | 'fallback' | null
+  fallback_reason: string | null
+  response: Buffer
+}
+
+const MAX_URL_CHARS = 2_048
+const MAX_INFO_CHARS = 64 * 1024
+
+/**
+ * The pipeline's side of the database: it reads attacks in commit order and writes what the plugins found, each
+ * attack's results in one transaction together with the cursor, so a pipeline killed at any moment resumes exactly
+ * where its last commit left it. Runs in the pipeline process (or `replay`), never in the sensor's.
+ */
+export class PipelineStore {
+  readonly #db: Database.Database
+  readonly #quarantine: Quarantine
+
+  private constructor(db: Database.Database, quarantine: Quarantine) {
+    this.#db = db
+    this.#quarantine = quarantine
+  }
+
+  /** Opens the database read-write and brings it to the latest schema; throws HT_ERR_STORE_OPEN naming the path. */
+  static open(path: string, quarantine: Quarantine): PipelineStore {
+    let db: Database.Database | undefined
+    try {
+      // A second writer next to the sensor's: waiting for its short transactions is fine in this process.
+      db = new Database(path, { fileMustExist: true, timeout: 10_000 })
+      db.pragma('journal_mode = WAL')
+      db.pragma('synchronous = NORMAL')
+      db.pragma('foreign_keys = ON')
+      migrate(db)
+      return new PipelineStore(db, quarantine)
+    } catch (err) {
+      db?.close()
+      throw new HoneytrapError('HT_ERR_STORE_OPEN', `cannot open the attack database ${path} for the plugins: ${(err as Error).message}; check store.path and that the sensor created it`, { cause: err })
+    }
+  }
+
+  get db(): Database.Database {
+    return this.#db
+  }
+
+  /** Attacks committed after `cursor` (a rowid), oldest first. */
+  next(cursor: number, limit: number): QueuedAttack[] {
+    const rows = this.#db.prepare<[number, number], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.rowid > ? ORDER BY a.rowid LIMIT ?`).all(cursor, limit)
+    return rows.map((row) => ({ rowid: row.rowid, attack: attackFromRow(row) }))
+  }
+
+  /** One attack by id, or null. */
+  attack(id: string): QueuedAttack | null {
+    const row = this.#db.prepare<[string], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.id = ?`).get(id)
+    return row === undefined ? null : { rowid: row.rowid, attack: attackFromRow(row) }
+  }
+
+  /** The newest rowid, 0 for an empty table. */
+  lastRowid(): number {
+    return this.#db.prepare<[], { n: number | null }>('SELECT max(rowid) AS n FROM attacks').get()?.n ?? 0
+  }
+
+  state(key: 'cursor' | 'skipped'): number | null {
+    return this.#db.prepare<[string], { value: number }>('SELECT value FROM pipeline_state WHERE key = ?').get(key)?.value ?? null
+  }
+
+  setState(key: 'cursor' | 'skipped', value: number): void {
+    this.#db.prepare('INSERT INTO pipeline_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+
+  /**
+   * The job for `attack`: the derived subjects and finished runs already stored, so that nothing is done twice.
+   * `retry`: failed, timed-out and crashed runs are run again (replay); otherwise only never-run ones are (resume).
+   */
+  jobFor(attack: StoredAttack, options: { readonly only: readonly string[] | null; readonly retry: boolean }): PipelineJob {
+    const runs = this.#db.prepare<[string], { subject_sha256: string; plugin: string; status: string }>('SELECT subject_sha256, plugin, status FROM plugin_runs WHERE attack_id = ?').all(attack.id)
+    if (runs.length === 0) return { attack, subjects: [], done: [], only: options.only }
+    const done = runs.filter((r) => r.status === 'ok' || !options.retry).map((r) => runKey(r.subject_sha256, r.plugin))
+    const subjects: SubjectRecord[] = []
+    const decoded = this.#db
+      .prepare<[string], { subject_sha256: string; sha256: string; data: Buffer; info: string }>("SELECT subject_sha256, sha256, data, info FROM artifacts WHERE attack_id = ? AND kind = 'decoded' AND data IS NOT NULL ORDER BY id")
+      .all(attack.id)
+    const depthOf = new Map<string, number>([[attack.sha256, 0]])
+    for (const d of decoded) {
+      const depth = (depthOf.get(d.subject_sha256) ?? 0) + 1
+      depthOf.set(d.sha256, depth)
+      subjects.push({ kind: 'decoded', data: d.data, sha256: d.sha256, depth, parentSha256: d.subject_sha256, origin: originOf(d.info) })
+    }
+    const samples = this.#db
+      .prepare<[string], { subject_sha256: string; sha256: string; url: string; path: string }>(
+        "SELECT d.subject_sha256, d.sha256, d.url, s.path FROM downloads d JOIN samples s ON s.sha256 = d.sha256 WHERE d.attack_id = ? AND d.outcome = 'ok' ORDER BY d.id",
+      )
+      .all(attack.id)
+    for (const s of samples) {
+      let data: Buffer
+      try {
+        data = readFileSync(s.path)
+      } catch {
+        continue // removed from the quarantine by hand: the download row stays, the sample is not analysed again
+      }
+      const depth = (depthOf.get(s.subject_sha256) ?? 0) + 1
+      depthOf.set(s.sha256, depth)
+      subjects.push({ kind: 'sample', data, sha256: s.sha256, depth, parentSha256: s.subject_sha256, origin: s.url })
+    }
+    return { attack, subjects, done, only: options.only }
+  }
+
+  /** Writes the results of one attack (and the new cursor, when given) in one transaction. */
+  write(attackId: string, results: readonly RunResult[], cursor: number | null): void {
+    // Samples go to disk first: a row must never name a file that is not there. A crash in between leaves a file no
+    // row names, which the next store of the same bytes reuses.
+    const stored = new Map<string, string>()
+    for (const r of results) {
+      for (const d of r.downloads) {
+        if (d.sample !== null && !stored.has(d.sample.sha256)) stored.set(d.sample.sha256, this.#quarantine.store(d.sample.data).path)
+      }
+    }
+    this.#writeRows(attackId, results, stored, cursor)
+  }
+
+  readonly #writeRows = (attackId: string, results: readonly RunResult[], stored: ReadonlyMap<string, string>, cursor: number | null): void => {
+    const db = this.#db
+    db.transaction(() => {
+      const removeRun = db.prepare('DELETE FROM plugin_runs WHERE attack_id = ? AND subject_sha256 = ? AND plugin = ?')
+      const insertRun = db.prepare('INSERT INTO plugin_runs (attack_id, subject_sha256, plugin, status, error, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      const insertArtifact = db.prepare('INSERT INTO artifacts (run_id, attack_id, subject_sha256, kind, match_key, sha256, size, data, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const insertSample = db.prepare('INSERT OR IGNORE INTO samples (sha256, size, first_seen, path) VALUES (?, ?, ?, ?)')
+      const insertDownload = db.prepare(
+        'INSERT INTO downloads (run_id, attack_id, subject_sha256, plugin, url, outcome, reason, address, bytes, sha256, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      for (const r of results) {
+        removeRun.run(attackId, r.subjectSha256, r.plugin) // a failed run being replaced, with its artifacts
+        const artifacts = r.artifacts.map((a) => ({ artifact: a, info: safeJson(a.info) }))
+        const refused = artifacts.find((a) => a.info === null)
+        const error = r.error ?? (refused === undefined ? null : `an artifact of kind ${refused.artifact.kind} had info that is not JSON or is over ${MAX_INFO_CHARS} characters; it was not stored`)
+        const runId = Number(insertRun.run(attackId, r.subjectSha256, r.plugin, r.status, error, r.startedAtMs, r.durationMs).lastInsertRowid)
+        for (const { artifact, info } of artifacts) {
+          if (info !== null) insertArtifact.run(runId, attackId, r.subjectSha256, artifact.kind, artifact.matchKey ?? null, null, null, null, info)
+        }
+        for (const p of r.payloads) {
+          insertArtifact.run(runId, attackId, r.subjectSha256, 'decoded', null, p.sha256, p.data.length, p.data, JSON.stringify({ origin: p.origin, depth: p.depth }))
+        }
+        for (const d of r.downloads) {
+          const sha256 = d.sample?.sha256 ?? null
+          if (d.sample !== null) insertSample.run(d.sample.sha256, d.sample.data.length, r.startedAtMs, stored.get(d.sample.sha256) ?? '')
+          const a = d.attempt
+          insertDownload.run(runId, attackId, r.subjectSha256, r.plugin, cleanText(a.url, MAX_URL_CHARS), a.outcome, a.reason === null ? null : cleanText(a.reason, 1_000), a.address, a.bytes, sha256, r.startedAtMs, Math.round(a.durationMs))
+        }
+      }
+      if (cursor !== null) this.setState('cursor', cursor)
+    })()
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close()
+  }
+}
+
+/** ArtifactHistory over a connection (the plugin worker opens its own, read-only). */
+export function createArtifactHistory(db: Database.Database): ArtifactHistory {
+  const findStatements = new Map<number, Database.Statement>()
+  const recent = db.prepare<[string, number], { sha256: string }>("SELECT sha256 FROM downloads WHERE url = ? AND started_at >= ? AND outcome = 'ok' ORDER BY started_at DESC LIMIT 1")
+  return {
+    find(kind, matchKeys, limit) {
+      const keys = matchKeys.slice(0, 16)
+      if (keys.length === 0) return []
+      let statement = findStatements.get(keys.length)
+      if (statement === undefined) {
+        statement = db.prepare(`SELECT attack_id, subject_sha256, info FROM artifacts WHERE kind = ? AND match_key IN (${keys.map(() => '?').join(', ')}) ORDER BY id DESC LIMIT ?`)
+        findStatements.set(keys.length, statement)
+      }
+      const rows = statement.all(kind, ...keys, Math.max(0, Math.min(limit, 10_000))) as { attack_id: string; subject_sha256: string; info: string }[]
+      return rows.map((r) => ({ attackId: r.attack_id, subjectSha256: r.subject_sha256, info: parseJson(r.info) }))
+    },
+    recentDownload(url, maxAgeMs) {
+      if (maxAgeMs <= 0) return null
+      return recent.get(cleanText(url, MAX_URL_CHARS), Date.now() - maxAgeMs)?.sha256 ?? null
+    },
+  }
+}
+
+function attackFromRow(row: AttackDbRow): StoredAttack {
+  return {
+    id: row.id,
+    protocol: row.protocol,
+    family: row.family,
+    mode: row.mode,
+    source: { address: row.src_ip, port: row.src_port },
+    target: { address: row.dst_ip, port: row.dst_port },
+    startedAtMs: row.started_at,
+    endedAtMs: row.ended_at,
+    closeReason: row.close_reason,
+    payload: row.payload,
+    truncated: row.truncated === 1,
+    bytesReceived: row.bytes_received,
+    bytesSent: row.bytes_sent,
+    response: row.response,
+    responseTruncated: row.response_truncated === 1,
+    transcript: parseTranscript(row.transcript),
+    transcriptTruncated: row.transcript_truncated === 1,
+    relay: row.relay_target === null || row.relay_outcome === null ? null : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason as never },
+    md5: row.md5,
+    sha256: row.sha256,
+    sha512: row.sha512,
+  }
+}
+
+function parseTranscript(text: string | null): TranscriptChunk[] {
+  if (text === null) return []
+  const triples = parseJson(text)
+  if (!Array.isArray(triples)) return []
+  const chunks: TranscriptChunk[] = []
+  for (const t of triples) {
+    if (!Array.isArray(t) || (t[0] !== 'in' && t[0] !== 'out') || typeof t[1] !== 'number' || typeof t[2] !== 'number') continue
+    chunks.push({ direction: t[0] as Direction, offsetMs: t[1], size: t[2] })
+  }
+  return chunks
+}
+
+function originOf(info: string): string {
+  const parsed = parseJson(info)
+  if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+    const origin = (parsed as Record<string, JsonValue>)['origin']
+    if (typeof origin === 'string') return origin
+  }
+  return 'decoded'
+}
+
+function parseJson(text: string): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue
+  } catch {
+    return null
+  }
+}
+
+function safeJson(value: unknown): string | null {
+  try {
+    const text = JSON.stringify(value)
+    return typeof text === 'string' && text.length <= MAX_INFO_CHARS ? text : null
+  } catch {
+    return null // a cycle or a BigInt from a user plugin
+  }
+}
+
+/** Control bytes escaped as \xHH, so a stored URL or reason can be printed safely; cut at `max` characters. */
+function cleanText(text: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  return escaped.length > max ? escaped.slice(0, max) : escaped
+}
