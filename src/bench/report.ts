@@ -1,4 +1,5 @@
 import type { BulkMedian, BulkPaths, BulkRun, ColdProbe, PathLatencyFigures, ProxyFigures } from './proxy-figures.js'
+import type { PipelineFigures } from './pipeline-scenario.js'
 import type { HotFigures, Measured, MemoryFigures, RateFigures, Rounds } from './scenarios.js'
 
 /**
@@ -22,6 +23,7 @@ export interface BenchResults {
   } | null
   readonly c: { readonly reference: MemoryFigures; readonly honeytrap: MemoryFigures } | null
   readonly d: ProxyFigures | null // reference = a direct connection to the same backend, honeytrap-ts = its proxy
+  readonly e: PipelineFigures | null // reference = the sensor with its plugin pipeline off, honeytrap-ts = on
 }
 
 export type Verdict = 'PASS' | 'MISSED' | ''
@@ -42,6 +44,7 @@ const MIN_RATIO = 0.8
 const MAX_SERIAL_P99_MS = 1
 const MIN_PROXY_THROUGHPUT_RATIO = 0.7
 const MAX_ADDED_FIRST_BYTE_P50_US = 200
+const MIN_CAPTURE_RATIO_UNDER_BACKLOG = 0.9
 
 function int(n: number): string {
   return Math.round(n).toLocaleString('en-US')
@@ -218,6 +221,19 @@ function proxyRows(d: ProxyFigures): ReportRow[] {
   ]
 }
 
+/** (e): the reference column is the sensor with its plugin pipeline off, the honeytrap-ts column the same with it on. */
+function pipelineRows(e: PipelineFigures): ReportRow[] {
+  const { throughput: t, capture } = e
+  const captureRatio = capture.on.perSecond / capture.off.perSecond
+  return [
+    { figure: `(e) pipeline throughput, attacks/s (default plugins: decode + analyze, downloads off; ${int(t.attacks)} attacks, ${int(t.runs)} runs, ${int(t.failed)} failed)`, reference: '', honeytrap: t.attacksPerSecond.toFixed(0), ratio: '', target: '(reported)', verdict: '' },
+    { figure: '(e) pipeline CPU while at full speed, % of one core', reference: '', honeytrap: t.cpuPct.toFixed(0), ratio: '', target: '(reported)', verdict: '' },
+    { figure: '(e) hot port under a plugin backlog, completed connections/s: pipeline off / on', reference: int(capture.off.perSecond), honeytrap: int(capture.on.perSecond), ratio: captureRatio.toFixed(2), target: `≥ ${MIN_CAPTURE_RATIO_UNDER_BACKLOG} × off`, verdict: verdict(captureRatio >= MIN_CAPTURE_RATIO_UNDER_BACKLOG) },
+    roundsRow('(e)', capture.off, capture.on),
+    { figure: '(e) attacks waiting for the plugins when each "on" round ended / processed in it', reference: '', honeytrap: capture.backlogAtEnd.map((b, i) => `${int(b)} / ${int(capture.processed[i] ?? 0)}`).join(', '), ratio: '', target: 'a backlog (> 0)', verdict: verdict(capture.backlogAtEnd.every((b) => b > 0)) },
+  ]
+}
+
 /** Every row the selected sections produced, in the issue's order. */
 export function buildRows(results: BenchResults): ReportRow[] {
   return [
@@ -225,6 +241,7 @@ export function buildRows(results: BenchResults): ReportRow[] {
     ...(results.b === null ? [] : newPortRows(results.b)),
     ...(results.c === null ? [] : memoryRows(results.c)),
     ...(results.d === null ? [] : proxyRows(results.d)),
+    ...(results.e === null ? [] : pipelineRows(results.e)),
   ]
 }
 

@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load-config.js'
 import { parseOpenFilesLimit } from '../supervisor/fd-limit.js'
 import { stopAllSystems } from './bench-system.js'
 import { bottleneckNotes, buildRows, formatLoadTable, formatProxyLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
+import { pipelineScenario } from './pipeline-scenario.js'
 import { proxyScenario } from './proxy-scenario.js'
 import { REFERENCE_REPLY } from './reference-monitor.js'
 import { alternateRounds, BENCH_LIMITS_YAML, HOT_PORT, hotScenario, memoryScenario, newPortScenario, rateScenario, serialScenario, type ScenarioContext } from './scenarios.js'
@@ -16,12 +17,13 @@ import { alternateRounds, BENCH_LIMITS_YAML, HOT_PORT, hotScenario, memoryScenar
  * `npm run bench`: honeytrap-ts against a minimal reference monitor, in network namespaces this process creates and
  * deletes, all traffic on their veth link. Prints a markdown table (figure, reference, honeytrap-ts, ratio, target,
  * result) and writes every measurement to bench/results/latest.json. It is a measurement, not a test: it exits 0
- * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c,d
- * (BENCH_ONLY) picks sections (d: proxy mode against a direct connection, see proxy-scenario.ts), --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
+ * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c,d,e
+ * (BENCH_ONLY) picks sections (d: proxy mode against a direct connection, see proxy-scenario.ts; e: the plugin
+ * pipeline, see pipeline-scenario.ts), --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
  * --profile (BENCH_PROFILE=1) writes main-thread CPU profiles of both systems to bench/results/profiles/.
  */
 
-type Section = 'a' | 'b' | 'c' | 'd'
+type Section = 'a' | 'b' | 'c' | 'd' | 'e'
 
 interface BenchOptions {
   readonly quick: boolean
@@ -51,10 +53,10 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOpt
     args: [...argv],
     options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'gen-procs': { type: 'string' }, profile: { type: 'boolean' } },
   })
-  const onlyText = values.only ?? env['BENCH_ONLY'] ?? 'a,b,c,d'
+  const onlyText = values.only ?? env['BENCH_ONLY'] ?? 'a,b,c,d,e'
   const only = onlyText.split(',').map((s) => s.trim().toLowerCase())
-  const unknown = only.filter((s) => !['a', 'b', 'c', 'd'].includes(s))
-  if (unknown.length > 0) throw new Error(`--only takes a comma-separated list of a, b, c, d; got "${onlyText}"`)
+  const unknown = only.filter((s) => !['a', 'b', 'c', 'd', 'e'].includes(s))
+  if (unknown.length > 0) throw new Error(`--only takes a comma-separated list of a, b, c, d, e; got "${onlyText}"`)
   const genProcs = Number(values['gen-procs'] ?? env['BENCH_GEN_PROCS'] ?? 1)
   if (!Number.isInteger(genProcs) || genProcs < 1 || genProcs > 8) throw new Error('--gen-procs takes an integer from 1 to 8')
   return {
@@ -99,7 +101,7 @@ function describeMachine(): BenchResults['machine'] {
   }
 }
 
-async function runSections(options: BenchOptions, ctx: ScenarioContext): Promise<Pick<BenchResults, 'generatorCheck' | 'a' | 'b' | 'c' | 'd'>> {
+async function runSections(options: BenchOptions, ctx: ScenarioContext, templatesDir: string): Promise<Pick<BenchResults, 'generatorCheck' | 'a' | 'b' | 'c' | 'd' | 'e'>> {
   const has = (s: Section): boolean => options.only.includes(s)
   let generatorCheck: BenchResults['generatorCheck'] = null
   let a: BenchResults['a'] = null
@@ -121,7 +123,9 @@ async function runSections(options: BenchOptions, ctx: ScenarioContext): Promise
   if (has('c')) c = { reference: await memoryScenario('reference', ctx), honeytrap: await memoryScenario('honeytrap-ts', ctx) }
   // (d) compares honeytrap-ts with itself: its proxy port against a direct connection to the same backend.
   const d = has('d') ? await proxyScenario(ctx) : null
-  return { generatorCheck, a, b, c, d }
+  // (e) also compares honeytrap-ts with itself: its capture rate with the plugin pipeline off and on.
+  const e = has('e') ? await pipelineScenario(ctx, templatesDir) : null
+  return { generatorCheck, a, b, c, d, e }
 }
 
 async function main(): Promise<number> {
@@ -164,7 +168,7 @@ async function main(): Promise<number> {
   }
   let sections: Awaited<ReturnType<typeof runSections>>
   try {
-    sections = await runSections(options, ctx)
+    sections = await runSections(options, ctx, templatesDir)
   } finally {
     clearTimeout(watchdog)
     await cleanup()

@@ -8,7 +8,7 @@ const PluginName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'a plugin n
 const PluginEntry = z.strictObject({
   name: PluginName,
   enabled: z.boolean().default(true),
-  // The plugin's own options; built-in plugins validate theirs here (docs/plugins.md lists them), user plugins at start.
+  // The plugin's own options; built-in plugins validate theirs here (docs/plugin-options.md lists them), user plugins at start.
   options: z.record(z.string(), z.unknown()).default({}),
 })
 
@@ -58,7 +58,7 @@ export function checkPluginList(config: { readonly plugins: z.infer<typeof Plugi
     const result = builtin.options.safeParse(entry.options)
     if (!result.success) {
       for (const issue of result.error.issues) {
-        const message = issue.code === 'unrecognized_keys' ? `unknown option(s) ${issue.keys.map((k) => `"${k}"`).join(', ')} for ${entry.name}; see docs/plugins.md` : issue.message
+        const message = issue.code === 'unrecognized_keys' ? `unknown option(s) ${issue.keys.map((k) => `"${k}"`).join(', ')} for ${entry.name}; see docs/plugin-options.md` : issue.message
         ctx.addIssue({ code: 'custom', path: ['plugins', 'list', i, 'options', ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], message })
       }
     }

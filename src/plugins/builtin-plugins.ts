@@ -25,7 +25,7 @@ function builtin<S extends z.ZodType>(phase: PluginPhase, options: S, create: (o
   return { phase, options, create: (raw, env) => create(options.parse(raw), env) }
 }
 
-/** Every built-in plugin by name; docs/plugins.md describes each and its options. */
+/** Every built-in plugin by name; docs/plugin-options.md describes each and its options. */
 export const BUILTIN_PLUGINS: Readonly<Record<string, BuiltinPlugin>> = {
   b64Decode: builtin('decode', B64DecodeOptions, (o) => createB64DecodePlugin(o)),
   deUnicode: builtin('decode', DeUnicodeOptions, (o) => createDeUnicodePlugin(o)),

@@ -23,7 +23,7 @@ export async function loadPlugins(settings: PipelineSettings, log: Logger): Prom
     try {
       plugin = builtin !== undefined ? builtin.create(entry.options, pluginEnv) : await loadUserPlugin(settings, entry.name, entry.options, pluginEnv)
     } catch (err) {
-      if (err instanceof HoneytrapError) throw err
+      if (err instanceof HoneytrapError && err.code === 'HT_ERR_PLUGIN_LOAD') throw err
       throw new HoneytrapError('HT_ERR_PLUGIN_LOAD', `plugin ${entry.name} could not be created: ${(err as Error).message}; check plugins.list (its options) in the config`, { cause: err })
     }
     checkShape(plugin, entry.name)

@@ -185,7 +185,7 @@ export class PipelineStore {
           insertArtifact.run(runId, attackId, r.subjectSha256, 'decoded', null, p.sha256, p.data.length, p.data, JSON.stringify({ origin: p.origin, depth: p.depth }))
         }
         for (const d of r.downloads) {
-          const sha256 = d.sample?.sha256 ?? null
+          const sha256 = d.sample?.sha256 ?? (d.attempt.outcome === 'cached' && /^[0-9a-f]{64}$/.test(d.attempt.sha256 ?? '') ? (d.attempt.sha256 ?? null) : null)
           if (d.sample !== null) insertSample.run(d.sample.sha256, d.sample.data.length, r.startedAtMs, stored.get(d.sample.sha256) ?? '')
           const a = d.attempt
           insertDownload.run(runId, attackId, r.subjectSha256, r.plugin, cleanText(a.url, MAX_URL_CHARS), a.outcome, a.reason === null ? null : cleanText(a.reason, 1_000), a.address, a.bytes, sha256, r.startedAtMs, Math.round(a.durationMs))

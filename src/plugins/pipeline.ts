@@ -149,7 +149,9 @@ async function runOne(plugin: Plugin, subject: Subject, state: RunState): Promis
   const derive = (kind: SubjectKind, data: Buffer, origin: string): SubjectRecord | null => {
     if (subject.depth + 1 > options.maxDepth) return null
     if (state.subjects.length + payloads.length + downloads.length >= options.maxSubjectsPerAttack) return null
-    const kept = data.length > options.maxSubjectBytes ? data.subarray(0, options.maxSubjectBytes) : data
+    // A decoded payload is cut at maxSubjectBytes; a sample never is (downloads.maxBytes bounds it): the quarantine
+    // must hold the file that was served, and its digest must be that file's.
+    const kept = kind === 'decoded' && data.length > options.maxSubjectBytes ? data.subarray(0, options.maxSubjectBytes) : data
     const sha256 = hash('sha256', kept, 'hex')
     if (state.known.has(sha256)) return null
     state.known.add(sha256)

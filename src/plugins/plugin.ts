@@ -66,6 +66,7 @@ export interface DownloadAttempt {
   readonly address: string | null // the address actually contacted, null when none was
   readonly bytes: number // bytes received (kept or not)
   readonly durationMs: number
+  readonly sha256?: string // outcome cached: the sample fetched earlier (ctx.history.recentDownload's answer)
 }
 
 /** Where a downloader may connect; the same answer for every downloader (docs/plugins.md, "Address rules"). */

@@ -4,7 +4,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
-import { hasErrorCode } from '../../src/core/errors.js'
+import { parseConfig } from '../../src/config/load-config.js'
+import { hasErrorCode, type ConfigError } from '../../src/core/errors.js'
 import { ClamavOptions, createClamavPlugin, parseClamdReply } from '../../src/plugins/analyzers/clamav.js'
 import { attackOf, createTestContext, runPlugin, subjectOf } from '../helpers/plugin-harness.js'
 
@@ -129,17 +130,26 @@ describe('clamav against a real clamd', () => {
 })
 
 describe('clamav without a working clamd', () => {
-  it('refuses to start without a socket, naming the option', () => {
-    for (const socket of [null, 'relative/clamd.sock', 'localhost', 'host:99999']) {
+  it('refuses a config without a usable socket, naming the key', () => {
+    for (const options of [{}, { socket: 'relative/clamd.sock' }, { socket: 'localhost' }]) {
       let caught: unknown = null
       try {
-        createClamavPlugin(ClamavOptions.parse({ socket }))
+        parseConfig({ plugins: { list: [{ name: 'b64Decode' }, { name: 'clamav', options }] } })
       } catch (err) {
         caught = err
       }
       expect(hasErrorCode(caught, 'HT_ERR_CONFIG_INVALID')).toBe(true)
-      expect((caught as Error).message).toContain('"socket"')
+      expect((caught as ConfigError).issues.map((i) => i.path)).toEqual(['plugins.list.1.options.socket'])
     }
+    // A port out of range passes the pattern; the factory refuses it, naming the option.
+    let caught: unknown = null
+    try {
+      createClamavPlugin(ClamavOptions.parse({ socket: 'host:99999' }))
+    } catch (err) {
+      caught = err
+    }
+    expect(hasErrorCode(caught, 'HT_ERR_CONFIG_INVALID')).toBe(true)
+    expect((caught as Error).message).toContain('"socket"')
   })
 
   it('throws, and records no scan, when clamd is not listening', async () => {

@@ -188,6 +188,16 @@ describe('runPipeline', () => {
     expect(analysed).toEqual(['attack:payload', 'sample:http://198.51.100.1/a'])
   })
 
+  it('never cuts a sample at maxSubjectBytes (only decoded payloads): the quarantine keeps the file served', async () => {
+    const sample = Buffer.alloc(900, 0x42)
+    const fetcher = plugin('fetch', 'decode', async (s, ctx) => {
+      if (s.kind === 'attack') ctx.addDownload({ url: 'http://198.51.100.1/s', outcome: 'ok', reason: null, address: '198.51.100.1', bytes: 900, durationMs: 1 }, sample)
+    })
+    const { results } = await run(job('x'), options([fetcher], { maxSubjectBytes: 100 })) // downloads.maxBytes is 1024
+    expect(results[0]?.downloads[0]?.sample?.data.length).toBe(900)
+    expect(results[0]?.downloads[0]?.sample?.sha256).toBe(sha256Hex(sample))
+  })
+
   it('claims a key once per attack', async () => {
     const claims: boolean[] = []
     const claimer = plugin('c', 'decode', async (s, ctx) => {

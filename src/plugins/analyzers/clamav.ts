@@ -7,15 +7,18 @@ import type { Plugin, Subject } from '../plugin.js'
 export const ClamavOptions = z
   .strictObject({
     // clamd's socket: an absolute unix socket path ("/run/clamav/clamd.ctl") or "host:port" ("[::1]:3310").
-    // No default: the plugin refuses to start without it rather than guess where clamd listens.
-    socket: z.string().min(1).max(4096).nullable().default(null),
+    // Required: the config is refused without it (plugins.list.N.options.socket) rather than guess where clamd listens.
+    socket: z
+      .string()
+      .min(1)
+      .max(4096)
+      .regex(/^(?:\/.*|(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/, 'an absolute unix socket path or "host:port", e.g. /run/clamav/clamd.ctl'),
     timeoutMs: z.number().int().min(100).max(600_000).default(30_000), // per scan: connect to verdict
     kinds: z.array(z.enum(['attack', 'decoded', 'sample'])).min(1).max(3).default(['sample']), // subjects scanned
     // Bytes sent per subject; a larger subject is scanned by its first maxScanBytes (info.partial). clamd's own
     // StreamMaxLength (default 25 MiB) still applies: past it clamd answers with an error (verdict 'error').
     maxScanBytes: z.number().int().min(1024).max(4 * 1024 * 1024 * 1024 - 1).default(25 * 1024 * 1024),
-  })
-  .prefault({})
+  }) // no prefault: without options there is no socket, and the config says so (plugins.list.N.options.socket)
 
 /** What clamd said about one subject. */
 export interface ClamdVerdict {
@@ -51,7 +54,7 @@ export function parseClamdReply(reply: string): ClamdVerdict | null {
 /** Where to connect, from the `socket` option; throws a ConfigError naming the option when it is unusable. */
 function parseSocketOption(socket: string | null): NetConnectOpts {
   const problem = (message: string): ConfigError =>
-    new ConfigError(`clamav: ${message}`, [{ path: 'plugins.clamav.options.socket', message }])
+    new ConfigError(`clamav: ${message}`, [{ path: 'options.socket', message }])
   if (socket === null) {
     throw problem('the "socket" option is required: clamd\'s unix socket path or "host:port" (e.g. /run/clamav/clamd.ctl)')
   }

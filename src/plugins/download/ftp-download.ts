@@ -11,7 +11,6 @@ export const FtpDownloadOptions = z
     mode: z.enum(['passive', 'active', 'passive-then-active']).default('passive-then-active'),
     maxJobs: z.number().int().min(1).max(16).default(8), // FTP sessions (host, port, login) followed per subject
     maxFilesPerJob: z.number().int().min(1).max(32).default(8), // files fetched per session
-    // A URL fetched successfully this recently is not fetched again (outcome cached); 0 fetches every time.
   })
   .prefault({})
 
@@ -41,7 +40,7 @@ async function fetchOne(job: FtpJob, file: string, ctx: PluginContext, options: 
   if (!ctx.claim(url)) return
   const cached = ctx.downloads.recentUrlTtlMs > 0 ? ctx.history.recentDownload(url, ctx.downloads.recentUrlTtlMs) : null
   if (cached !== null) {
-    ctx.addDownload({ url, outcome: 'cached', reason: `sample ${cached}`, address: null, bytes: 0, durationMs: 0 })
+    ctx.addDownload({ url, outcome: 'cached', reason: `fetched recently as sample ${cached}`, address: null, bytes: 0, durationMs: 0, sha256: cached })
     return
   }
   const started = performance.now()

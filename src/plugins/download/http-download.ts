@@ -44,7 +44,7 @@ export function createHttpDownloadPlugin(options: z.infer<typeof HttpDownloadOpt
           toFetch.push(item)
           continue
         }
-        ctx.addDownload(attempt(item.url, 'cached', `fetched recently: sample ${sha256}`))
+        ctx.addDownload({ ...attempt(item.url, 'cached', `fetched recently as sample ${sha256}`), sha256 })
         ctx.addArtifact({ kind: 'url', matchKey: hostOf(item.url), info: { url: item.url, cached: sha256, credentialsRemoved: item.credentialsRemoved } })
       }
       await runLimited(toFetch, options.concurrency, ctx.signal, (item) => download(item, options, ctx))

@@ -36,7 +36,7 @@ async function download(job: TftpJob, options: z.infer<typeof TftpDownloadOption
   if (!ctx.claim(url)) return
   const cached = ctx.downloads.recentUrlTtlMs > 0 ? ctx.history.recentDownload(url, ctx.downloads.recentUrlTtlMs) : null
   if (cached !== null) {
-    ctx.addDownload({ url, outcome: 'cached', reason: `fetched lately as sample ${cached}`, address: null, bytes: 0, durationMs: 0 })
+    ctx.addDownload({ url, outcome: 'cached', reason: `fetched recently as sample ${cached}`, address: null, bytes: 0, durationMs: 0, sha256: cached })
     return
   }
   const result = await fetchTftp({
