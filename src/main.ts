@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import pino, { type Logger } from 'pino'
 import { shippedTemplatesDir } from './config/paths.js'
 import { parsePortSpec, type PortRange } from './config/port-spec.js'
@@ -24,6 +25,8 @@ import { Supervisor, type AttackSink } from './supervisor/supervisor.js'
 const LOG_MIN_WRITE_BYTES = 4 * 1024
 const LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024
 const LOG_FLUSH_INTERVAL_MS = 500
+// How often the sensor tells its plugin pipeline how busy it is (plugins.pauseAboveLoad).
+const LOAD_SAMPLE_MS = 250
 
 /** The one root logger: NDJSON on stdout, UTC RFC 3339 timestamps. */
 export function createRootLogger(level: string): Logger {
@@ -189,9 +192,21 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     }
   }
 
+  // Capture comes first: the sensor tells the pipeline how busy its event loop is, and the pipeline pauses under load.
+  let lastLoad = performance.eventLoopUtilization()
+  const loadTimer =
+    pipeline === null
+      ? undefined
+      : setInterval(() => {
+          const now = performance.eventLoopUtilization()
+          pipeline?.setLoad(performance.eventLoopUtilization(now, lastLoad).utilization)
+          lastLoad = now
+        }, LOAD_SAMPLE_MS).unref()
+
   let stopping: Promise<void> | null = null
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      clearInterval(loadTimer)
       // Rules first: from here on new attempts go straight to the kernel instead of waiting in the queue.
       if (rules !== null) {
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))

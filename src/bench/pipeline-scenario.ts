@@ -37,7 +37,7 @@ export interface PipelineFigures {
 }
 
 /** A mix of what sensors on the internet receive, each variant with a few random bytes so no two are identical. */
-function realisticPayload(i: number): Buffer {
+export function realisticPayload(i: number): Buffer {
   const r = randomBytes(4).toString('hex')
   const host = `203.0.113.${i % 250}`
   switch (i % 6) {
@@ -61,7 +61,7 @@ function realisticPayload(i: number): Buffer {
   }
 }
 
-function attackOf(i: number, payload: Buffer): Attack {
+export function attackOf(i: number, payload: Buffer): Attack {
   const now = Date.now()
   return {
     id: createUlid(now),

@@ -25,6 +25,9 @@ export const PluginsSection = z
     maxBacklog: PositiveInt.default(100_000), // attacks waiting; past it the oldest are skipped (counted; replay runs them)
     pollIntervalMs: PositiveInt.max(60_000).default(250), // how often the pipeline looks for newly stored attacks
     nice: z.number().int().min(0).max(19).default(19), // priority of the pipeline process (nice): capture always comes first
+    // The pipeline pauses while the sensor's event loop is busier than this (0-1, sampled every 250 ms) and resumes
+    // when it is calm again: under an attack flood, capture takes the machine and the plugins catch up afterwards.
+    pauseAboveLoad: z.number().min(0.05).max(1).default(0.5),
     maxMemoryMb: PositiveInt.min(32).max(65_536).default(512), // heap of the plugin worker; past it the worker is replaced
     downloads: z
       .strictObject({

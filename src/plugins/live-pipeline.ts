@@ -6,6 +6,7 @@ import type { PipelineStore } from './pipeline-store.js'
 export interface LivePipelineStats extends PluginHostStats {
   readonly attacks: number // attacks whose plugins all ran
   readonly skipped: number // attacks passed over because the backlog was over plugins.maxBacklog (replay runs them)
+  readonly paused: boolean // the sensor is busy (plugins.pauseAboveLoad): no attack is taken until it is calm
   readonly backlog: number // attacks stored and not yet taken, at the last look
 }
 
@@ -30,6 +31,7 @@ export class LivePipeline {
   readonly #options: LivePipelineOptions
   readonly #log: Logger
   #stopping = false
+  #paused = false
   #wake: (() => void) | null = null
   #attacks = 0
   #skipped = 0
@@ -44,7 +46,7 @@ export class LivePipeline {
   }
 
   stats(): LivePipelineStats {
-    return { ...this.#host.stats(), attacks: this.#attacks, skipped: this.#skipped, backlog: this.#backlog }
+    return { ...this.#host.stats(), attacks: this.#attacks, skipped: this.#skipped, backlog: this.#backlog, paused: this.#paused }
   }
 
   /** Processes attacks until stop(); resolves once the attack in hand is written. Rejects only if the store fails. */
@@ -55,6 +57,10 @@ export class LivePipeline {
       this.#store.setState('cursor', cursor)
     }
     while (!this.#stopping) {
+      if (this.#paused) {
+        await this.#sleep()
+        continue
+      }
       const last = this.#store.lastRowid()
       // Rowids restart when the table was emptied (retention removed every attack): follow the table, not the number.
       if (cursor > last) cursor = 0
@@ -66,7 +72,7 @@ export class LivePipeline {
         continue
       }
       for (const { rowid, attack } of batch) {
-        if (this.#stopping) break
+        if (this.#stopping || this.#paused) break
         const results = await this.#host.process(this.#store.jobFor(attack, { only: null, retry: false }))
         if (this.#host.aborted) {
           // Stopped mid-attack: keep the runs that finished, not the cursor, so the rest is done at the next start.
@@ -78,6 +84,16 @@ export class LivePipeline {
         this.#attacks += 1
       }
     }
+  }
+
+  /** The sensor is busy: finish the attack in hand, then take no other until resume(). */
+  pause(): void {
+    this.#paused = true
+  }
+
+  resume(): void {
+    this.#paused = false
+    this.#wake?.()
   }
 
   stop(): void {

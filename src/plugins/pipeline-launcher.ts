@@ -10,6 +10,11 @@ export interface PipelineHandle {
   /** The latest counters the process reported (every 5 s and at its stop), summed over restarts; null before any. */
   stats(): LivePipelineStats | null
   readonly restarts: number
+  /**
+   * The sensor's event-loop utilization (0-1), sampled by the sensor: at or above plugins.pauseAboveLoad the pipeline
+   * pauses, below half of it the pipeline resumes (the gap keeps it from flapping).
+   */
+  setLoad(utilization: number): void
   /** Stops the process: the attack in hand is cut short (its finished runs kept) and it exits; SIGKILL after 10 s. */
   stop(): Promise<void>
 }
@@ -46,6 +51,7 @@ export async function startPipeline(settings: PipelineSettings, log: Logger): Pr
           restarts += 1
           delayMs = RESTART_MIN_MS
           watch(next)
+          if (paused) next.send({ type: 'pause' } satisfies ToPipelineProcess)
         },
         (err: unknown) => {
           plog.error({ err, retryInMs: delayMs }, 'plugin pipeline restart failed')
@@ -69,7 +75,15 @@ export async function startPipeline(settings: PipelineSettings, log: Logger): Pr
   }
   watch(child)
 
+  let paused = false
+  const pauseAt = settings.plugins.pauseAboveLoad
   return {
+    setLoad(utilization) {
+      const next = paused ? utilization >= pauseAt / 2 : utilization >= pauseAt
+      if (next === paused) return
+      paused = next
+      if (child.connected) child.send({ type: paused ? 'pause' : 'resume' } satisfies ToPipelineProcess)
+    },
     stats: () => sum(previous, latest),
     get restarts() {
       return restarts
@@ -134,6 +148,7 @@ function sum(a: LivePipelineStats | null, b: LivePipelineStats | null): LivePipe
     attacks: a.attacks + b.attacks,
     skipped: a.skipped + b.skipped,
     backlog: b.backlog,
+    paused: b.paused,
     runs: a.runs + b.runs,
     failed: a.failed + b.failed,
     timeouts: a.timeouts + b.timeouts,

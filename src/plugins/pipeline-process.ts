@@ -6,7 +6,11 @@ import type { PipelineSettings } from './pipeline-settings.js'
 import { PipelineStore } from './pipeline-store.js'
 
 /** Messages between the sensor (pipeline-launcher.ts) and this process. */
-export type ToPipelineProcess = { readonly type: 'start'; readonly settings: PipelineSettings } | { readonly type: 'stop' }
+export type ToPipelineProcess =
+  | { readonly type: 'start'; readonly settings: PipelineSettings }
+  | { readonly type: 'stop' }
+  | { readonly type: 'pause' }
+  | { readonly type: 'resume' }
 export type FromPipelineProcess =
   | { readonly type: 'ready'; readonly plugins: readonly { readonly name: string; readonly phase: string }[] }
   | { readonly type: 'failed'; readonly code: string | null; readonly message: string }
@@ -31,6 +35,8 @@ async function start(settings: PipelineSettings): Promise<void> {
   const live = new LivePipeline(store, host, { maxBacklog: settings.plugins.maxBacklog, pollIntervalMs: settings.plugins.pollIntervalMs, log })
   process.on('message', (message: ToPipelineProcess) => {
     if (message.type === 'stop') live.stop()
+    else if (message.type === 'pause') live.pause()
+    else if (message.type === 'resume') live.resume()
   })
   // The sensor gone (even by SIGKILL) closes the IPC channel: stop too rather than run on unsupervised.
   process.on('disconnect', () => live.stop())

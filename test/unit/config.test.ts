@@ -108,6 +108,7 @@ const DEFAULTS: Config = {
     maxBacklog: 100_000,
     pollIntervalMs: 250,
     nice: 19,
+    pauseAboveLoad: 0.5,
     maxMemoryMb: 512,
     downloads: { maxBytes: 16 * 1024 * 1024, timeoutMs: 30_000, maxRedirects: 5, allow: [], deny: [], recentUrlTtlMs: 3_600_000, quarantineDir: null },
     // The downloaders are not in the default list: they contact the attacker's servers (docs/plugins.md).

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { JsonValue, Plugin, PluginContext, Subject } from '../plugin.js'
-import { compareFuzzyHashes, fuzzyHashOf, parseFuzzyHash } from './ssdeep.js'
+import { createFuzzyMatcher, fuzzyHashOf, parseFuzzyHash } from './ssdeep.js'
 
 /**
  * fuzzyHash: the ssdeep hash of every subject, and the earlier subjects it resembles.
@@ -51,11 +51,12 @@ function findSimilar(hash: string, blockSize: number, subject: Subject, ctx: Plu
   if (options.historyLimit === 0 || options.maxSimilar === 0) return []
   const earlier = ctx.history.find('fuzzy-hash', comparableBlockSizes(blockSize), options.historyLimit)
   const best = new Map<string, Similar>() // one entry per subject: a payload sent 400 times must not fill the list
+  const compare = createFuzzyMatcher(hash)
   for (const entry of earlier) {
     if (entry.subjectSha256 === subject.sha256 || best.has(entry.subjectSha256)) continue
     const other = storedHashOf(entry.info)
     if (other === null) continue
-    const score = compareFuzzyHashes(hash, other)
+    const score = compare(other)
     if (score >= options.threshold) best.set(entry.subjectSha256, { attackId: entry.attackId, subjectSha256: entry.subjectSha256, score })
   }
   // Stable sort: equal scores keep the history's newest-first order.

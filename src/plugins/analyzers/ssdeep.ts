@@ -149,9 +149,14 @@ function eliminateRuns(sig: string): string {
   return out
 }
 
-function hasCommonSubstring(a: string, b: string): boolean {
+/** The 7-char pieces of a signature: two signatures are compared only when they share one. */
+function piecesOf(sig: string): Set<string> {
   const pieces = new Set<string>()
-  for (let i = 0; i + ROLLING_WINDOW <= a.length; i++) pieces.add(a.slice(i, i + ROLLING_WINDOW))
+  for (let i = 0; i + ROLLING_WINDOW <= sig.length; i++) pieces.add(sig.slice(i, i + ROLLING_WINDOW))
+  return pieces
+}
+
+function sharesPiece(pieces: ReadonlySet<string>, b: string): boolean {
   for (let j = 0; j + ROLLING_WINDOW <= b.length; j++) if (pieces.has(b.slice(j, j + ROLLING_WINDOW))) return true
   return false
 }
@@ -172,9 +177,10 @@ function weightedEditDistance(a: string, b: string): number {
   return previous[b.length] as number
 }
 
-function scoreSignatures(a: string, b: string, blockSize: number): number {
+/** Every step is symmetric in a and b (the check for a common piece, the edit distance, the cap), as in ssdeep. */
+function scoreSignatures(a: string, aPieces: ReadonlySet<string>, b: string, blockSize: number): number {
   // Below one common 7-char piece, two signatures share no whole trigger context: no evidence of similarity.
-  if (a.length < ROLLING_WINDOW || b.length < ROLLING_WINDOW || !hasCommonSubstring(a, b)) return 0
+  if (a.length < ROLLING_WINDOW || b.length < ROLLING_WINDOW || !sharesPiece(aPieces, b)) return 0
   const scaled = Math.floor((weightedEditDistance(a, b) * SPAMSUM_LENGTH) / (a.length + b.length))
   const score = 100 - Math.floor((100 * scaled) / SPAMSUM_LENGTH)
   if (blockSize >= UNCAPPED_BLOCK_SIZE) return score
@@ -187,16 +193,32 @@ function scoreSignatures(a: string, b: string, blockSize: number): number {
  * whose block sizes are neither equal nor a factor 2 apart, and malformed ones, score 0.
  */
 export function compareFuzzyHashes(a: string, b: string): number {
-  const x = parseFuzzyHash(a)
-  const y = parseFuzzyHash(b)
-  if (x === null || y === null) return 0
-  if (x.blockSize !== y.blockSize && x.blockSize * 2 !== y.blockSize && y.blockSize * 2 !== x.blockSize) return 0
-  const [x1, x2, y1, y2] = [eliminateRuns(x.sig1), eliminateRuns(x.sig2), eliminateRuns(y.sig1), eliminateRuns(y.sig2)]
-  if (x.blockSize === y.blockSize) {
-    if (x1 === y1 && x2 === y2) return 100
-    return Math.max(scoreSignatures(x1, y1, x.blockSize), scoreSignatures(x2, y2, x.blockSize * 2))
+  return createFuzzyMatcher(a)(b)
+}
+
+/**
+ * compareFuzzyHashes with `hash` fixed: its signatures are prepared once, so comparing one new hash with hundreds of
+ * earlier ones (the fuzzyHash plugin's similarity search) costs a parse and a piece lookup per candidate.
+ */
+export function createFuzzyMatcher(hash: string): (other: string) => number {
+  const x = parseFuzzyHash(hash)
+  if (x === null) return () => 0
+  const x1 = eliminateRuns(x.sig1)
+  const x2 = eliminateRuns(x.sig2)
+  const p1 = piecesOf(x1)
+  const p2 = piecesOf(x2)
+  return (other) => {
+    const y = parseFuzzyHash(other)
+    if (y === null) return 0
+    if (x.blockSize === y.blockSize) {
+      const y1 = eliminateRuns(y.sig1)
+      const y2 = eliminateRuns(y.sig2)
+      if (x1 === y1 && x2 === y2) return 100
+      return Math.max(scoreSignatures(x1, p1, y1, x.blockSize), scoreSignatures(x2, p2, y2, x.blockSize * 2))
+    }
+    // One size apart: only the signatures made at the common block size can be compared.
+    if (x.blockSize * 2 === y.blockSize) return scoreSignatures(x2, p2, eliminateRuns(y.sig1), y.blockSize)
+    if (y.blockSize * 2 === x.blockSize) return scoreSignatures(x1, p1, eliminateRuns(y.sig2), x.blockSize)
+    return 0
   }
-  // One size apart: only the signatures made at the common block size can be compared.
-  if (x.blockSize * 2 === y.blockSize) return scoreSignatures(y1, x2, y.blockSize)
-  return scoreSignatures(x1, y2, x.blockSize)
 }
