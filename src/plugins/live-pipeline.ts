@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { PluginHost, PluginHostStats } from './pipeline-host.js'
 import type { PipelineStore } from './pipeline-store.js'
@@ -6,7 +7,7 @@ import type { PipelineStore } from './pipeline-store.js'
 export interface LivePipelineStats extends PluginHostStats {
   readonly attacks: number // attacks whose plugins all ran
   readonly skipped: number // attacks passed over because the backlog was over plugins.maxBacklog (replay runs them)
-  readonly paused: boolean // the sensor is busy (plugins.pauseAboveLoad): no attack is taken until it is calm
+  readonly paused: boolean // the sensor is busy (plugins.pauseAboveLoad): one attack a second until it is calm
   readonly backlog: number // attacks stored and not yet taken, at the last look
 }
 
@@ -17,6 +18,8 @@ export interface LivePipelineOptions {
 }
 
 const BATCH = 32
+// While paused, one attack is still taken this often (see run()).
+const PAUSED_TRICKLE_MS = 1_000
 const BACKLOG_WARN_INTERVAL_MS = 60_000
 
 /**
@@ -56,8 +59,12 @@ export class LivePipeline {
       cursor = this.#store.lastRowid()
       this.#store.setState('cursor', cursor)
     }
+    let lastTakenMs = Number.NEGATIVE_INFINITY
     while (!this.#stopping) {
-      if (this.#paused) {
+      // Paused (the sensor is busy): one attack per PAUSED_TRICKLE_MS still goes through, so a sensor that stays busy
+      // for hours still gets its plugins run, slowly, instead of skipping everything past the backlog bound.
+      const trickle = this.#paused
+      if (trickle && performance.now() - lastTakenMs < PAUSED_TRICKLE_MS) {
         await this.#sleep()
         continue
       }
@@ -66,13 +73,14 @@ export class LivePipeline {
       if (cursor > last) cursor = 0
       this.#backlog = last - cursor
       if (this.#backlog > this.#options.maxBacklog) cursor = this.#skip(cursor, last - this.#options.maxBacklog)
-      const batch = this.#store.next(cursor, BATCH)
+      const batch = this.#store.next(cursor, trickle ? 1 : BATCH)
       if (batch.length === 0) {
         await this.#sleep()
         continue
       }
       for (const { rowid, attack } of batch) {
-        if (this.#stopping || this.#paused) break
+        if (this.#stopping || (this.#paused && !trickle)) break
+        lastTakenMs = performance.now()
         const results = await this.#host.process(this.#store.jobFor(attack, { only: null, retry: false }))
         if (this.#host.aborted) {
           // Stopped mid-attack: keep the runs that finished, not the cursor, so the rest is done at the next start.
@@ -86,7 +94,7 @@ export class LivePipeline {
     }
   }
 
-  /** The sensor is busy: finish the attack in hand, then take no other until resume(). */
+  /** The sensor is busy: finish the attack in hand, then take one a second only until resume(). */
   pause(): void {
     this.#paused = true
   }

@@ -61,9 +61,29 @@ export class PipelineStore {
   readonly #db: Database.Database
   readonly #quarantine: Quarantine
 
+  readonly #statements = new Map<string, Database.Statement>()
+
   private constructor(db: Database.Database, quarantine: Quarantine) {
     this.#db = db
     this.#quarantine = quarantine
+  }
+
+  /** A statement prepared once per connection: preparing costs more than running the small ones used here. */
+  #sql<P extends unknown[] = unknown[], R = unknown>(text: string): Database.Statement<P, R> {
+    let statement = this.#statements.get(text)
+    if (statement === undefined) {
+      statement = this.#db.prepare(text)
+      this.#statements.set(text, statement)
+    }
+    return statement as unknown as Database.Statement<P, R>
+  }
+
+  #transaction<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
+    let tx: ((...args: A) => void) | undefined
+    return (...args: A) => {
+      tx ??= this.#db.transaction(fn)
+      tx(...args)
+    }
   }
 
   /** Opens the database read-write and brings it to the latest schema; throws HT_ERR_STORE_OPEN naming the path. */
@@ -89,27 +109,27 @@ export class PipelineStore {
 
   /** Attacks committed after `cursor` (a rowid), oldest first. */
   next(cursor: number, limit: number): QueuedAttack[] {
-    const rows = this.#db.prepare<[number, number], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.rowid > ? ORDER BY a.rowid LIMIT ?`).all(cursor, limit)
+    const rows = this.#sql<[number, number], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.rowid > ? ORDER BY a.rowid LIMIT ?`).all(cursor, limit)
     return rows.map((row) => ({ rowid: row.rowid, attack: attackFromRow(row) }))
   }
 
   /** One attack by id, or null. */
   attack(id: string): QueuedAttack | null {
-    const row = this.#db.prepare<[string], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.id = ?`).get(id)
+    const row = this.#sql<[string], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.id = ?`).get(id)
     return row === undefined ? null : { rowid: row.rowid, attack: attackFromRow(row) }
   }
 
   /** The newest rowid, 0 for an empty table. */
   lastRowid(): number {
-    return this.#db.prepare<[], { n: number | null }>('SELECT max(rowid) AS n FROM attacks').get()?.n ?? 0
+    return this.#sql<[], { n: number | null }>('SELECT max(rowid) AS n FROM attacks').get()?.n ?? 0
   }
 
   state(key: 'cursor' | 'skipped'): number | null {
-    return this.#db.prepare<[string], { value: number }>('SELECT value FROM pipeline_state WHERE key = ?').get(key)?.value ?? null
+    return this.#sql<[string], { value: number }>('SELECT value FROM pipeline_state WHERE key = ?').get(key)?.value ?? null
   }
 
   setState(key: 'cursor' | 'skipped', value: number): void {
-    this.#db.prepare('INSERT INTO pipeline_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value)
+    this.#sql('INSERT INTO pipeline_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value)
   }
 
   /**
@@ -117,7 +137,7 @@ export class PipelineStore {
    * `retry`: failed, timed-out and crashed runs are run again (replay); otherwise only never-run ones are (resume).
    */
   jobFor(attack: StoredAttack, options: { readonly only: readonly string[] | null; readonly retry: boolean }): PipelineJob {
-    const runs = this.#db.prepare<[string], { subject_sha256: string; plugin: string; status: string }>('SELECT subject_sha256, plugin, status FROM plugin_runs WHERE attack_id = ?').all(attack.id)
+    const runs = this.#sql<[string], { subject_sha256: string; plugin: string; status: string }>('SELECT subject_sha256, plugin, status FROM plugin_runs WHERE attack_id = ?').all(attack.id)
     if (runs.length === 0) return { attack, subjects: [], done: [], only: options.only }
     const done = runs.filter((r) => r.status === 'ok' || !options.retry).map((r) => runKey(r.subject_sha256, r.plugin))
     const subjects: SubjectRecord[] = []
@@ -162,38 +182,36 @@ export class PipelineStore {
     this.#writeRows(attackId, results, stored, cursor)
   }
 
-  readonly #writeRows = (attackId: string, results: readonly RunResult[], stored: ReadonlyMap<string, string>, cursor: number | null): void => {
-    const db = this.#db
-    db.transaction(() => {
-      const removeRun = db.prepare('DELETE FROM plugin_runs WHERE attack_id = ? AND subject_sha256 = ? AND plugin = ?')
-      const insertRun = db.prepare('INSERT INTO plugin_runs (attack_id, subject_sha256, plugin, status, error, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      const insertArtifact = db.prepare('INSERT INTO artifacts (run_id, attack_id, subject_sha256, kind, match_key, sha256, size, data, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      const insertSample = db.prepare('INSERT OR IGNORE INTO samples (sha256, size, first_seen, path) VALUES (?, ?, ?, ?)')
-      const insertDownload = db.prepare(
-        'INSERT INTO downloads (run_id, attack_id, subject_sha256, plugin, url, outcome, reason, address, bytes, sha256, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      for (const r of results) {
-        removeRun.run(attackId, r.subjectSha256, r.plugin) // a failed run being replaced, with its artifacts
-        const artifacts = r.artifacts.map((a) => ({ artifact: a, info: safeJson(a.info) }))
-        const refused = artifacts.find((a) => a.info === null)
-        const error = r.error ?? (refused === undefined ? null : `an artifact of kind ${refused.artifact.kind} had info that is not JSON or is over ${MAX_INFO_CHARS} characters; it was not stored`)
-        const runId = Number(insertRun.run(attackId, r.subjectSha256, r.plugin, r.status, error, r.startedAtMs, r.durationMs).lastInsertRowid)
-        for (const { artifact, info } of artifacts) {
-          if (info !== null) insertArtifact.run(runId, attackId, r.subjectSha256, artifact.kind, artifact.matchKey ?? null, null, null, null, info)
-        }
-        for (const p of r.payloads) {
-          insertArtifact.run(runId, attackId, r.subjectSha256, 'decoded', null, p.sha256, p.data.length, p.data, JSON.stringify({ origin: p.origin, depth: p.depth }))
-        }
-        for (const d of r.downloads) {
-          const sha256 = d.sample?.sha256 ?? (d.attempt.outcome === 'cached' && /^[0-9a-f]{64}$/.test(d.attempt.sha256 ?? '') ? (d.attempt.sha256 ?? null) : null)
-          if (d.sample !== null) insertSample.run(d.sample.sha256, d.sample.data.length, r.startedAtMs, stored.get(d.sample.sha256) ?? '')
-          const a = d.attempt
-          insertDownload.run(runId, attackId, r.subjectSha256, r.plugin, cleanText(a.url, MAX_URL_CHARS), a.outcome, a.reason === null ? null : cleanText(a.reason, 1_000), a.address, a.bytes, sha256, r.startedAtMs, Math.round(a.durationMs))
-        }
+  // One transaction function, made once: better-sqlite3 compiles its BEGIN/COMMIT statements when it is created.
+  readonly #writeRows = this.#transaction((attackId: string, results: readonly RunResult[], stored: ReadonlyMap<string, string>, cursor: number | null): void => {
+    const removeRun = this.#sql('DELETE FROM plugin_runs WHERE attack_id = ? AND subject_sha256 = ? AND plugin = ?')
+    const insertRun = this.#sql('INSERT INTO plugin_runs (attack_id, subject_sha256, plugin, status, error, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    const insertArtifact = this.#sql('INSERT INTO artifacts (run_id, attack_id, subject_sha256, kind, match_key, sha256, size, data, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    const insertSample = this.#sql('INSERT OR IGNORE INTO samples (sha256, size, first_seen, path) VALUES (?, ?, ?, ?)')
+    const insertDownload = this.#sql(
+      'INSERT INTO downloads (run_id, attack_id, subject_sha256, plugin, url, outcome, reason, address, bytes, sha256, started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    )
+    for (const r of results) {
+      removeRun.run(attackId, r.subjectSha256, r.plugin) // a failed run being replaced, with its artifacts
+      const artifacts = r.artifacts.map((a) => ({ artifact: a, info: safeJson(a.info) }))
+      const refused = artifacts.find((a) => a.info === null)
+      const error = r.error ?? (refused === undefined ? null : `an artifact of kind ${refused.artifact.kind} had info that is not JSON or is over ${MAX_INFO_CHARS} characters; it was not stored`)
+      const runId = Number(insertRun.run(attackId, r.subjectSha256, r.plugin, r.status, error, r.startedAtMs, r.durationMs).lastInsertRowid)
+      for (const { artifact, info } of artifacts) {
+        if (info !== null) insertArtifact.run(runId, attackId, r.subjectSha256, artifact.kind, artifact.matchKey ?? null, null, null, null, info)
       }
-      if (cursor !== null) this.setState('cursor', cursor)
-    })()
-  }
+      for (const p of r.payloads) {
+        insertArtifact.run(runId, attackId, r.subjectSha256, 'decoded', null, p.sha256, p.data.length, p.data, JSON.stringify({ origin: p.origin, depth: p.depth }))
+      }
+      for (const d of r.downloads) {
+        const sha256 = d.sample?.sha256 ?? (d.attempt.outcome === 'cached' && /^[0-9a-f]{64}$/.test(d.attempt.sha256 ?? '') ? (d.attempt.sha256 ?? null) : null)
+        if (d.sample !== null) insertSample.run(d.sample.sha256, d.sample.data.length, r.startedAtMs, stored.get(d.sample.sha256) ?? '')
+        const a = d.attempt
+        insertDownload.run(runId, attackId, r.subjectSha256, r.plugin, cleanText(a.url, MAX_URL_CHARS), a.outcome, a.reason === null ? null : cleanText(a.reason, 1_000), a.address, a.bytes, sha256, r.startedAtMs, Math.round(a.durationMs))
+      }
+    }
+    if (cursor !== null) this.setState('cursor', cursor)
+  })
 
   close(): void {
     if (this.#db.open) this.#db.close()
@@ -202,19 +220,26 @@ export class PipelineStore {
 
 /** ArtifactHistory over a connection (the plugin worker opens its own, read-only). */
 export function createArtifactHistory(db: Database.Database): ArtifactHistory {
-  const findStatements = new Map<number, Database.Statement>()
+  const findStatements = new Map<string, Database.Statement>()
   const recent = db.prepare<[string, number], { sha256: string }>("SELECT sha256 FROM downloads WHERE url = ? AND started_at >= ? AND outcome = 'ok' ORDER BY started_at DESC LIMIT 1")
   return {
-    find(kind, matchKeys, limit) {
-      const keys = matchKeys.slice(0, 16)
+    find(kind, matchKeys, limit, field) {
+      const keys = [...new Set(matchKeys)].slice(0, 16)
       if (keys.length === 0) return []
-      let statement = findStatements.get(keys.length)
+      if (field !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(field)) throw new Error(`history.find: "${field.slice(0, 64)}" is not a field name`)
+      let statement = findStatements.get(field ?? '')
       if (statement === undefined) {
-        statement = db.prepare(`SELECT attack_id, subject_sha256, info FROM artifacts WHERE kind = ? AND match_key IN (${keys.map(() => '?').join(', ')}) ORDER BY id DESC LIMIT ?`)
-        findStatements.set(keys.length, statement)
+        // json_quote(json_extract(...)): the one field, still as JSON text, so both shapes are read back the same way.
+        const info = field === undefined ? 'info' : `json_quote(json_extract(info, '$.${field}')) AS info`
+        // One key at a time: the (kind, match_key) index holds each key's rows in id order, so "newest first, at most
+        // n" walks n index entries. With IN (...) SQLite would sort every matching row, and those grow with the table.
+        statement = db.prepare(`SELECT id, attack_id, subject_sha256, ${info} FROM artifacts WHERE kind = ? AND match_key = ? ORDER BY id DESC LIMIT ?`)
+        findStatements.set(field ?? '', statement)
       }
-      const rows = statement.all(kind, ...keys, Math.max(0, Math.min(limit, 10_000))) as { attack_id: string; subject_sha256: string; info: string }[]
-      return rows.map((r) => ({ attackId: r.attack_id, subjectSha256: r.subject_sha256, info: parseJson(r.info) }))
+      const n = Math.max(0, Math.min(limit, 10_000))
+      const rows = keys.flatMap((key) => statement.all(kind, key, n) as { id: number; attack_id: string; subject_sha256: string; info: string | null }[])
+      if (keys.length > 1) rows.sort((a, b) => b.id - a.id)
+      return rows.slice(0, n).map((r) => ({ attackId: r.attack_id, subjectSha256: r.subject_sha256, info: r.info === null ? null : parseJson(r.info) }))
     },
     recentDownload(url, maxAgeMs) {
       if (maxAgeMs <= 0) return null

@@ -91,8 +91,11 @@ export interface DownloadKit {
 
 /** Narrow read access to earlier results, for plugins that compare (fuzzyHash similarity, recent downloads). */
 export interface ArtifactHistory {
-  /** Artifacts of `kind` whose matchKey is one of `matchKeys`, newest first, at most `limit`. */
-  find(kind: ArtifactKind, matchKeys: readonly string[], limit: number): readonly { readonly attackId: string; readonly subjectSha256: string; readonly info: JsonValue }[]
+  /**
+   * Artifacts of `kind` whose matchKey is one of `matchKeys`, newest first, at most `limit`. With `field` (a key of
+   * their info), `info` is that field's value alone: much cheaper than the whole info when hundreds are compared.
+   */
+  find(kind: ArtifactKind, matchKeys: readonly string[], limit: number, field?: string): readonly { readonly attackId: string; readonly subjectSha256: string; readonly info: JsonValue }[]
   /** The sample sha256 of a successful download of `url` not older than `maxAgeMs`, or null. */
   recentDownload(url: string, maxAgeMs: number): string | null
 }

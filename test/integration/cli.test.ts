@@ -198,3 +198,47 @@ describe('honeytrap-ts command line', () => {
     expect(badFormat.stderr).toContain('--format "xml"')
   })
 })
+
+describe('honeytrap-ts replay', () => {
+  async function seeded(): Promise<string> {
+    const dir = await tempDir()
+    const db = join(dir, 'attacks.db')
+    const store = await createSqliteStore({ path: db, batchWindowMs: 20, batchMaxAttacks: 100, maxQueuedAttacks: 1_000, maxQueuedBytes: 1 << 24, log: pino({ level: 'silent' }) })
+    const basic = `GET / HTTP/1.1\r\nAuthorization: Basic ${Buffer.from('admin:hunter2').toString('base64')}\r\n\r\n`
+    store.enqueue(attack(0, Buffer.from(basic)))
+    store.enqueue(attack(1, Buffer.from('no encoding here at all')))
+    await store.close()
+    return db
+  }
+
+  it('runs the named plugins over stored attacks, then does nothing more the second time', async () => {
+    const db = await seeded()
+    const first = await cli('replay', '--db', db, '--plugin', 'b64Decode', '--json')
+    expect(first.code).toBe(0)
+    expect(JSON.parse(first.stdout)).toMatchObject({ attacks: 2, total: 2, runs: 3, failed: 0, interrupted: false }) // 2 attack strings + 1 decoded
+    const second = await cli('replay', '--db', db, '--plugin', 'b64Decode', '--json')
+    expect(JSON.parse(second.stdout)).toMatchObject({ attacks: 2, runs: 0 })
+    const exported = await cli('attacks', 'export', '--db', db)
+    const records = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { artifacts: { kind: string; info: Record<string, unknown>; data_base64: string | null }[] })
+    const artifacts = records.flatMap((r) => r.artifacts)
+    expect(artifacts.filter((a) => a.kind === 'decoded' && a.data_base64 !== null).map((a) => Buffer.from(a.data_base64!, 'base64').toString())).toEqual(['admin:hunter2'])
+    expect(artifacts.some((a) => a.info['user'] === 'admin' && a.info['password'] === 'hunter2')).toBe(true)
+  })
+
+  it('filters by attack id and port, and refuses bad flags with exit 2 naming them', async () => {
+    const db = await seeded()
+    const one = await cli('replay', '--db', db, '--plugin', 'fileType', '--port', '81', '--json')
+    expect(JSON.parse(one.stdout)).toMatchObject({ attacks: 1, total: 1 })
+    for (const [args, message] of [
+      [['--protocol', 'icmp'], /--protocol "icmp" is not valid/],
+      [['--id', 'not-an-id'], /--id "not-an-id" is not an attack id/],
+      [['--plugin', 'nope'], /--plugin "nope" is not a built-in plugin/],
+      [['--since', 'yesterday'], /--since "yesterday" is not a duration/],
+      [['--plugin', 'clamav'], /plugins\.list\.0\.options\.socket/],
+    ] as const) {
+      const result = await cli('replay', '--db', db, ...args)
+      expect(result.code, args.join(' ')).toBe(2)
+      expect(result.stderr).toMatch(message)
+    }
+  })
+})

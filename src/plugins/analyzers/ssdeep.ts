@@ -161,20 +161,34 @@ function sharesPiece(pieces: ReadonlySet<string>, b: string): boolean {
   return false
 }
 
+// The two rows of the edit distance, reused: signatures are at most SPAMSUM_LENGTH characters (parseFuzzyHash
+// refuses longer ones), and a similarity search computes hundreds of distances per subject.
+let rowA = new Uint16Array(SPAMSUM_LENGTH + 1)
+let rowB = new Uint16Array(SPAMSUM_LENGTH + 1)
+
 /** Edit distance with insertion and deletion costing 1 and substitution 2 (so a + b - 2 * longest common subsequence). */
 function weightedEditDistance(a: string, b: string): number {
-  let previous = new Uint16Array(b.length + 1)
-  let current = new Uint16Array(b.length + 1)
-  for (let j = 0; j <= b.length; j++) previous[j] = j
+  if (a.length > SPAMSUM_LENGTH || b.length > SPAMSUM_LENGTH) throw new Error('signature longer than a fuzzy hash allows')
+  let previous = rowA
+  let current = rowB
+  const m = b.length
+  for (let j = 0; j <= m; j++) previous[j] = j
   for (let i = 1; i <= a.length; i++) {
     current[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const replace = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 2)
-      current[j] = Math.min(replace, (previous[j] as number) + 1, (current[j - 1] as number) + 1)
+    const ca = a.charCodeAt(i - 1)
+    for (let j = 1; j <= m; j++) {
+      const replace = (previous[j - 1] as number) + (ca === b.charCodeAt(j - 1) ? 0 : 2)
+      const remove = (previous[j] as number) + 1
+      const insert = (current[j - 1] as number) + 1
+      current[j] = replace < remove ? (replace < insert ? replace : insert) : remove < insert ? remove : insert
     }
-    ;[previous, current] = [current, previous]
+    const swap = previous
+    previous = current
+    current = swap
   }
-  return previous[b.length] as number
+  rowA = previous
+  rowB = current
+  return previous[m] as number
 }
 
 /** Every step is symmetric in a and b (the check for a common piece, the edit distance, the cap), as in ssdeep. */
@@ -196,29 +210,57 @@ export function compareFuzzyHashes(a: string, b: string): number {
   return createFuzzyMatcher(a)(b)
 }
 
+/** A hash made ready for many comparisons: signatures without long runs, and (for the side compared against) pieces. */
+export interface PreparedFuzzyHash {
+  readonly blockSize: number
+  readonly s1: string
+  readonly s2: string
+}
+
+interface PreparedWithPieces extends PreparedFuzzyHash {
+  readonly p1: ReadonlySet<string>
+  readonly p2: ReadonlySet<string>
+}
+
 /**
- * compareFuzzyHashes with `hash` fixed: its signatures are prepared once, so comparing one new hash with hundreds of
- * earlier ones (the fuzzyHash plugin's similarity search) costs a parse and a piece lookup per candidate.
+ * Every 7-char piece of both signatures of a prepared hash. Two hashes can score above 0 only if they share one, and
+ * two different hashes score 100 only if they do too (or if both are too short to hold one): an index of pieces finds
+ * every candidate for a comparison without looking at the others.
  */
-export function createFuzzyMatcher(hash: string): (other: string) => number {
-  const x = parseFuzzyHash(hash)
+export function fuzzyPieces(hash: PreparedFuzzyHash): Set<string> {
+  const pieces = piecesOf(hash.s1)
+  for (const piece of piecesOf(hash.s2)) pieces.add(piece)
+  return pieces
+}
+
+/** parseFuzzyHash plus the run elimination every comparison needs; null when malformed. */
+export function prepareFuzzyHash(hash: string): PreparedFuzzyHash | null {
+  const parsed = parseFuzzyHash(hash)
+  return parsed === null ? null : { blockSize: parsed.blockSize, s1: eliminateRuns(parsed.sig1), s2: eliminateRuns(parsed.sig2) }
+}
+
+function score(x: PreparedWithPieces, y: PreparedFuzzyHash): number {
+  if (x.blockSize === y.blockSize) {
+    if (x.s1 === y.s1 && x.s2 === y.s2) return 100
+    return Math.max(scoreSignatures(x.s1, x.p1, y.s1, x.blockSize), scoreSignatures(x.s2, x.p2, y.s2, x.blockSize * 2))
+  }
+  // One size apart: only the signatures made at the common block size can be compared.
+  if (x.blockSize * 2 === y.blockSize) return scoreSignatures(x.s2, x.p2, y.s1, y.blockSize)
+  if (y.blockSize * 2 === x.blockSize) return scoreSignatures(x.s1, x.p1, y.s2, x.blockSize)
+  return 0
+}
+
+/**
+ * compareFuzzyHashes with `hash` fixed: its signatures and their pieces are prepared once, so comparing one new hash
+ * with hundreds of earlier ones (the fuzzyHash plugin's similarity search) costs little per candidate. A candidate is
+ * hash text (parsed and checked) or a hash prepared earlier with prepareFuzzyHash.
+ */
+export function createFuzzyMatcher(hash: string): (other: string | PreparedFuzzyHash) => number {
+  const x = prepareFuzzyHash(hash)
   if (x === null) return () => 0
-  const x1 = eliminateRuns(x.sig1)
-  const x2 = eliminateRuns(x.sig2)
-  const p1 = piecesOf(x1)
-  const p2 = piecesOf(x2)
+  const prepared: PreparedWithPieces = { ...x, p1: piecesOf(x.s1), p2: piecesOf(x.s2) }
   return (other) => {
-    const y = parseFuzzyHash(other)
-    if (y === null) return 0
-    if (x.blockSize === y.blockSize) {
-      const y1 = eliminateRuns(y.sig1)
-      const y2 = eliminateRuns(y.sig2)
-      if (x1 === y1 && x2 === y2) return 100
-      return Math.max(scoreSignatures(x1, p1, y1, x.blockSize), scoreSignatures(x2, p2, y2, x.blockSize * 2))
-    }
-    // One size apart: only the signatures made at the common block size can be compared.
-    if (x.blockSize * 2 === y.blockSize) return scoreSignatures(x2, p2, eliminateRuns(y.sig1), y.blockSize)
-    if (y.blockSize * 2 === x.blockSize) return scoreSignatures(x1, p1, eliminateRuns(y.sig2), x.blockSize)
-    return 0
+    const y = typeof other === 'string' ? prepareFuzzyHash(other) : other
+    return y === null ? 0 : score(prepared, y)
   }
 }
