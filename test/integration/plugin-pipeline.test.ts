@@ -239,6 +239,28 @@ describe('live pipeline and replay over a real database', () => {
     expect(one).toMatchObject({ attacks: 1, total: 1, runs: 0 })
   })
 
+  it('paused (the sensor is busy) it takes one attack a second, and all of them once resumed', { timeout: 30_000 }, async () => {
+    const f = fixture()
+    const settings = f.settings(['tag'], { pollIntervalMs: 20 })
+    await f.store([attack('before')])
+    const store = openStore(f, settings)
+    const host = await startHost(settings)
+    const live = new LivePipeline(store, host, { maxBacklog: 1000, pollIntervalMs: 20, log })
+    live.pause()
+    const running = live.run()
+    await f.store(['one', 'two', 'three', 'four', 'five', 'six'].map((p) => attack(p)))
+    await new Promise((r) => setTimeout(r, 2_500))
+    const whilePaused = live.stats().attacks
+    expect(whilePaused).toBeGreaterThanOrEqual(1)
+    expect(whilePaused).toBeLessThanOrEqual(3) // 2.5 s at one a second, not the six waiting
+    expect(live.stats().paused).toBe(true)
+    live.resume()
+    await waitFor(() => live.stats().attacks, (n) => n >= 6, 10_000)
+    live.stop()
+    await running
+    expect(live.stats()).toMatchObject({ attacks: 6, paused: false })
+  })
+
   it('stops a replay at Ctrl-C in the middle of a plugin, keeping what finished', { timeout: 30_000 }, async () => {
     const f = fixture()
     await f.store([attack('SLEEP here'), attack('later')])
