@@ -5,7 +5,8 @@ import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack
 import { toExportRecord } from '../store/export-record.js'
 import { pluginResultsReader } from '../store/plugin-results.js'
 import { formatAttackTable } from './attack-table.js'
-import { durationFlag, intFlag, parseFlags, usageError } from './usage.js'
+import { FILTER_FLAGS, parseFilterFlags } from './filter-flags.js'
+import { intFlag, parseFlags, usageError } from './usage.js'
 
 function dbPath(flag: string | undefined, configPath: string | undefined): string {
   return flag ?? loadConfig(configPath).store.path
@@ -20,28 +21,16 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
       config: { type: 'string' },
       limit: { type: 'string' },
       offset: { type: 'string' },
-      since: { type: 'string' },
-      port: { type: 'string' },
-      protocol: { type: 'string' },
       json: { type: 'boolean' },
+      ...FILTER_FLAGS,
     })
-    if (values.protocol !== undefined && values.protocol !== 'tcp' && values.protocol !== 'udp') {
-      throw usageError(`--protocol "${values.protocol}" is not valid; expected tcp or udp`)
-    }
     // Every flag is checked before the database is touched, so a typo never reads as a store problem.
-    const sinceAgo = durationFlag('since', values.since)
-    const port = intFlag('port', values.port, 1, 65_535)
+    const filter = parseFilterFlags(values)
     const limit = intFlag('limit', values.limit, 1, 100_000) ?? 50
     const offset = intFlag('offset', values.offset, 0, Number.MAX_SAFE_INTEGER) ?? 0
     const db = openAttackDatabase(dbPath(values.db, values.config))
     try {
-      const page = listAttacks(db, {
-        limit,
-        offset,
-        ...(sinceAgo !== undefined && { sinceMs: Date.now() - sinceAgo }),
-        ...(values.protocol !== undefined && { protocol: values.protocol }),
-        ...(port !== undefined && { dstPort: port }),
-      })
+      const page = listAttacks(db, { limit, offset, filter })
       if (values.json === true) {
         process.stdout.write(`${JSON.stringify({ total: page.total, attacks: page.attacks })}\n`)
       } else {

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3'
 import type { AddressFamily, CloseReason, FallbackReason, Protocol, ResponderMode } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
+import { filterSql, registerFilterFunctions, type AttackFilter } from './attack-filter.js'
 import { APPLICATION_ID, latestSchemaVersion } from './migrate.js'
 
 /**
@@ -53,6 +54,7 @@ export interface ListAttacksOptions {
   readonly sinceMs?: number // only attacks that started at or after this time (ms since epoch)
   readonly protocol?: Protocol
   readonly dstPort?: number
+  readonly filter?: AttackFilter // every other criterion (src/store/attack-filter.ts); combined with the three above
 }
 
 export interface AttackList {
@@ -139,6 +141,7 @@ function checkSchema(db: Database.Database, path: string): void {
   // An older schema is read as it is, never migrated from here (this connection is read-only, and an analyst's copy
   // must not change under them): the columns it lacks read as the defaults their migration gives.
   queries.set(db, buildQueries(db))
+  registerFilterFunctions(db)
 }
 
 function columnsOf(db: Database.Database): { readonly summary: string; readonly full: string } {
@@ -149,32 +152,26 @@ function columnsOf(db: Database.Database): { readonly summary: string; readonly 
 
 /** A page of attacks, newest first, with the total count for the same filters. */
 export function listAttacks(db: Database.Database, options: ListAttacksOptions): AttackList {
-  const where: string[] = []
-  const params: Record<string, string | number> = {}
-  if (options.sinceMs !== undefined) {
-    where.push('started_at >= @sinceMs')
-    params.sinceMs = options.sinceMs
+  const filter: AttackFilter = {
+    ...options.filter,
+    ...(options.sinceMs !== undefined && { sinceMs: Math.max(options.sinceMs, options.filter?.sinceMs ?? options.sinceMs) }),
+    ...(options.protocol !== undefined && { protocol: options.protocol }),
+    ...(options.dstPort !== undefined && { ports: { from: options.dstPort, to: options.dstPort } }),
   }
-  if (options.protocol !== undefined) {
-    where.push('protocol = @protocol')
-    params.protocol = options.protocol
-  }
-  if (options.dstPort !== undefined) {
-    where.push('dst_port = @dstPort')
-    params.dstPort = options.dstPort
-  }
-  const whereSql = where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''
+  const { where, params } = filterSql(filter, { hasPluginTables: hasTable(db, 'downloads') })
   // Both statements in one read transaction, so the total and the page come from the same snapshot.
   const read = db.transaction(() => {
-    const total = db.prepare<[Record<string, string | number>], { n: number }>(`SELECT count(*) AS n FROM attacks ${whereSql}`).get(params)!.n
+    const total = db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM attacks ${where}`).get(...params)!.n
     const attacks = db
-      .prepare<[Record<string, string | number>], AttackSummaryRow>(
-        `SELECT ${columnsOf(db).summary} FROM attacks ${whereSql} ORDER BY started_at DESC, id DESC LIMIT @limit OFFSET @offset`,
-      )
-      .all({ ...params, limit: options.limit, offset: options.offset ?? 0 })
+      .prepare<unknown[], AttackSummaryRow>(`SELECT ${columnsOf(db).summary} FROM attacks ${where} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?`)
+      .all(...params, options.limit, options.offset ?? 0)
     return { total, attacks }
   })
   return read()
+}
+
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined
 }
 
 /** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */

