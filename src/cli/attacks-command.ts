@@ -2,10 +2,12 @@ import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { loadConfig } from '../config/load-config.js'
 import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
+import { attackStats } from '../store/attack-stats.js'
 import { toExportRecord } from '../store/export-record.js'
 import { pluginResultsReader } from '../store/plugin-results.js'
 import { formatAttackTable } from './attack-table.js'
 import { FILTER_FLAGS, parseFilterFlags } from './filter-flags.js'
+import { formatAttackStats } from './stats-format.js'
 import { intFlag, parseFlags, usageError } from './usage.js'
 
 function dbPath(flag: string | undefined, configPath: string | undefined): string {
@@ -42,6 +44,19 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
     }
     return 0
   }
+  if (action === 'stats') {
+    const { values } = parseFlags('attacks stats', rest, { db: { type: 'string' }, config: { type: 'string' }, top: { type: 'string' }, json: { type: 'boolean' }, ...FILTER_FLAGS })
+    const filter = parseFilterFlags(values)
+    const top = intFlag('top', values.top, 1, 1_000) ?? 10
+    const db = openAttackDatabase(dbPath(values.db, values.config))
+    try {
+      const stats = attackStats(db, filter, { top })
+      process.stdout.write(values.json === true ? `${JSON.stringify(stats)}\n` : `${formatAttackStats(stats, { color: process.stdout.isTTY })}\n`)
+    } finally {
+      db.close()
+    }
+    return 0
+  }
   if (action === 'export') {
     const { values } = parseFlags('attacks export', rest, {
       db: { type: 'string' },
@@ -71,5 +86,5 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
     }
     return 0
   }
-  throw usageError(`attacks: expected list or export, got "${action ?? ''}"`)
+  throw usageError(`attacks: expected list, stats or export, got "${action ?? ''}"`)
 }

@@ -9,6 +9,8 @@ import type { Attack } from '../../src/attack/attack.js'
 import { parseFilterFlags, type FilterFlagValues } from '../../src/cli/filter-flags.js'
 import { hasErrorCode } from '../../src/core/errors.js'
 import { listAttacks, openAttackDatabase } from '../../src/store/attack-query.js'
+import { attackStats } from '../../src/store/attack-stats.js'
+import { formatAttackStats } from '../../src/cli/stats-format.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
 
 // Every filter of `attacks list` against a database written by the sensor's own store.
@@ -152,5 +154,32 @@ describe('attacks list filters', () => {
       expect(hasErrorCode(caught, 'HT_ERR_CLI_USAGE'), JSON.stringify(flags)).toBe(true)
       expect((caught as Error).message).toMatch(message)
     }
+  })
+})
+
+describe('attacks stats', () => {
+  it('counts ports, sources, payloads, new sources and a timeline, under the same filters', async () => {
+    const db = await seeded()
+    const all = attackStats(db, {}, { top: 3 })
+    expect(all.total).toBe(6)
+    expect(all.firstMs).toBe(BASE_MS)
+    expect(all.lastMs).toBe(BASE_MS + 300_000)
+    expect(all.topSources[0]).toEqual({ address: '203.0.113.5', count: 2 })
+    expect(all.topPorts).toHaveLength(3)
+    expect(all.sources).toEqual({ distinct: 5, new: 5, seenBefore: 0 })
+    expect(all.timeline.bucketMs).toBe(60_000) // 5 minutes of attacks: one line a minute
+    expect(all.timeline.buckets.map((b) => b.count)).toEqual([1, 1, 1, 1, 1, 1])
+    // From 12:04:30 on only F remains, from a source seen at 12:00: not new.
+    const late = attackStats(db, parseFilterFlags({ since: '2026-11-20T12:04:30Z' }), { top: 3 })
+    expect(late.total).toBe(1)
+    expect(late.sources).toEqual({ distinct: 1, new: 0, seenBefore: 1 })
+    expect(late.topPayloads).toEqual([{ sha256: createHash('sha256').update('x'.repeat(5_000)).digest('hex'), size: 5_000, count: 1, firstMs: BASE_MS + 300_000, lastMs: BASE_MS + 300_000, sources: 1 }])
+    const tcp = attackStats(db, parseFilterFlags({ protocol: 'udp' }), { top: 3 })
+    expect(tcp.topPorts).toEqual([{ port: 5060, protocol: 'udp', count: 1 }])
+    // The text form carries metadata only: the escape sequence in C's payload never appears.
+    const text = formatAttackStats(all)
+    expect(text).toContain('6 attacks from 2026-11-20 12:00:00 to 2026-11-20 12:05:00 UTC')
+    expect(text).not.toContain('\u001b')
+    expect(formatAttackStats(attackStats(db, parseFilterFlags({ port: '1-10' }), { top: 3 }))).toBe('no attacks match')
   })
 })
