@@ -35,11 +35,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The tests also run the plugins against real servers and tools from Debian: an FTP server (pyftpdlib), a TFTP server
-# (tftpd-hpa), clamd, ssdeep, file and openssl. Only the test command installs them, and none of their services may
+# (tftpd-hpa), clamd, ssdeep, file, openssl and tshark (which checks the pcap export). Only the test command installs them, and none of their services may
 # start: tftpd-hpa would listen on port 69 of the host and clamav-freshclam would fetch signatures from the internet.
 # The tests start the daemons they need themselves, on loopback, and stop them by PID.
 if [ "$mode" = test ]; then
-  test_packages=(python3-pyftpdlib tftpd-hpa clamav-daemon ssdeep file openssl)
+  test_packages=(python3-pyftpdlib tftpd-hpa clamav-daemon ssdeep file openssl tshark)
   missing=()
   for p in "${test_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

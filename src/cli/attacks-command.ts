@@ -3,12 +3,19 @@ import { once } from 'node:events'
 import { loadConfig } from '../config/load-config.js'
 import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
 import { attackStats } from '../store/attack-stats.js'
+import { HoneytrapError } from '../core/errors.js'
 import { toExportRecord } from '../store/export-record.js'
+import { csvLines, exportRawAttacks, jsonArray, mapRows, writeLines } from '../store/export-formats.js'
+import { writePcap } from '../store/pcap-export.js'
 import { pluginResultsReader } from '../store/plugin-results.js'
 import { formatAttackTable } from './attack-table.js'
+import { formatAttackDetail, loadAttackDetail } from './attack-show.js'
 import { FILTER_FLAGS, parseFilterFlags } from './filter-flags.js'
 import { formatAttackStats } from './stats-format.js'
 import { intFlag, parseFlags, usageError } from './usage.js'
+
+/** What `attacks export --format` takes. */
+const EXPORT_FORMATS = ['jsonl', 'json', 'csv', 'pcap', 'raw'] as const
 
 function dbPath(flag: string | undefined, configPath: string | undefined): string {
   return flag ?? loadConfig(configPath).store.path
@@ -44,6 +51,24 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
     }
     return 0
   }
+  if (action === 'show') {
+    const { values, positionals } = parseFlags('attacks show', rest, { db: { type: 'string' }, config: { type: 'string' }, 'max-bytes': { type: 'string' }, json: { type: 'boolean' } }, true)
+    const [id, ...extra] = positionals
+    if (id === undefined || extra.length > 0 || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(id)) {
+      throw usageError(`attacks show takes one attack id (26 characters, as attacks list shows), got ${positionals.length === 0 ? 'none' : `"${positionals.join(' ').replace(/[^\x20-\x7e]/g, '?').slice(0, 80)}"`}`)
+    }
+    const maxBytes = intFlag('max-bytes', values['max-bytes'], 16, 16 * 1024 * 1024) ?? 4_096
+    const path = dbPath(values.db, values.config)
+    const db = openAttackDatabase(path)
+    try {
+      const detail = loadAttackDetail(db, id)
+      if (detail === undefined) throw new HoneytrapError('HT_ERR_NOT_FOUND', `no attack ${id} in ${path}`)
+      process.stdout.write(values.json === true ? `${JSON.stringify(toExportRecord(detail.row, detail.plugins))}\n` : `${formatAttackDetail(detail, { color: process.stdout.isTTY, maxBytesPerChunk: maxBytes })}\n`)
+    } finally {
+      db.close()
+    }
+    return 0
+  }
   if (action === 'stats') {
     const { values } = parseFlags('attacks stats', rest, { db: { type: 'string' }, config: { type: 'string' }, top: { type: 'string' }, json: { type: 'boolean' }, ...FILTER_FLAGS })
     const filter = parseFilterFlags(values)
@@ -63,28 +88,48 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
       config: { type: 'string' },
       format: { type: 'string', default: 'jsonl' },
       output: { type: 'string' },
+      ...FILTER_FLAGS,
     })
-    if (values.format !== 'jsonl') throw usageError(`--format "${values.format}" is not supported yet; expected jsonl`)
+    const format = EXPORT_FORMATS.find((f) => f === values.format)
+    if (format === undefined) throw usageError(`--format "${String(values.format).replace(/[^\x20-\x7e]/g, '?').slice(0, 40)}" is not valid; expected ${EXPORT_FORMATS.join(', ')}`)
+    const filter = parseFilterFlags(values)
+    if (format === 'raw' && values.output === undefined) throw usageError('--format raw writes one file per attack: give the directory with --output DIR')
+    // Packet captures and raw attack strings are attacker bytes: never onto a terminal.
+    if ((format === 'pcap' || format === 'raw') && values.output === undefined && process.stdout.isTTY) {
+      throw usageError(`--format ${format} writes attacker bytes: redirect stdout to a file or give --output`)
+    }
     const path = dbPath(values.db, values.config)
     const db = openAttackDatabase(path)
-    // A second connection for the plugin results: better-sqlite3 runs nothing else on a connection while it iterates.
-    const side = openAttackDatabase(path)
-    const out = values.output !== undefined ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout
     try {
-      const resultsOf = pluginResultsReader(side)
-      for (const row of iterateAttacks(db)) {
-        // Respect back-pressure so a large export streams in constant memory.
-        if (!out.write(`${JSON.stringify(toExportRecord(row, resultsOf(row.id)))}\n`)) await once(out, 'drain')
+      const rows = iterateAttacks(db, filter)
+      if (format === 'raw') {
+        const written = exportRawAttacks(rows, values.output!)
+        process.stderr.write(`${written} attack strings written to ${values.output}\n`)
+        return 0
+      }
+      // A second connection for the plugin results: better-sqlite3 runs nothing else on a connection while it iterates.
+      const side = format === 'jsonl' || format === 'json' ? openAttackDatabase(path) : null
+      const out = values.output !== undefined ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout
+      try {
+        if (format === 'pcap') await writePcap(rows, out)
+        else if (format === 'csv') await writeLines(out, csvLines(rows))
+        else {
+          const resultsOf = pluginResultsReader(side!)
+          const records = mapRows(rows, (row) => JSON.stringify(toExportRecord(row, resultsOf(row.id))))
+          if (format === 'jsonl') await writeLines(out, records)
+          else await writeLines(out, jsonArray(records), { newline: false })
+        }
+      } finally {
+        side?.close()
+        if (out !== process.stdout) {
+          out.end()
+          await once(out, 'finish')
+        }
       }
     } finally {
       db.close()
-      side.close()
-      if (out !== process.stdout) {
-        out.end()
-        await once(out, 'finish')
-      }
     }
     return 0
   }
-  throw usageError(`attacks: expected list, stats or export, got "${action ?? ''}"`)
+  throw usageError(`attacks: expected list, show, stats or export, got "${action ?? ''}"`)
 }

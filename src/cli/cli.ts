@@ -26,11 +26,12 @@ Usage:
                                               [--include-loopback] [--config FILE] [--json]
       Manage the NFQUEUE capture rules (idempotent). sshd's ports are always excluded.
   honeytrap-ts attacks list [--db FILE] [--limit N] [--offset N] [FILTERS] [--json]
+  honeytrap-ts attacks show ID [--db FILE] [--max-bytes N] [--json]
   honeytrap-ts attacks stats [--db FILE] [--top N] [FILTERS] [--json]
       FILTERS: --since T --until T (90s, 24h, 7d or 2026-11-20T10:00:00Z) --source ADDR|CIDR --port N|A-B
                --protocol tcp|udp --mode M --close-reason R --min-size N --has-downloads|--no-downloads
                --hash HEX --contains TEXT (\\xHH for bytes) --regex RE|/RE/FLAGS
-  honeytrap-ts attacks export [--db FILE] [--format jsonl] [--output FILE]
+  honeytrap-ts attacks export [--db FILE] [--format jsonl|json|csv|pcap|raw] [--output FILE|DIR] [FILTERS]
       Read stored attacks (read-only; safe while the sensor runs).
   honeytrap-ts replay [--config FILE] [--db FILE] [--plugin NAME]... [--since DURATION] [--until DURATION]
                       [--port N] [--protocol tcp|udp] [--id ID]... [--json]

@@ -74,40 +74,42 @@ export function registerFilterFunctions(db: Database.Database): void {
 }
 
 /** The filter as SQL. Hashes are matched on their own column by length; the plugin tables are used only if present. */
-export function filterSql(filter: AttackFilter, options: { readonly hasPluginTables: boolean }): FilterSql {
+export function filterSql(filter: AttackFilter, options: { readonly hasPluginTables: boolean; readonly table?: string }): FilterSql {
+  // Columns are qualified (attacks, or the alias of a query that joins responses, whose sha256 would be ambiguous).
+  const t = options.table ?? 'attacks'
   const where: string[] = []
   const params: (string | number | Buffer)[] = []
   const add = (clause: string, ...values: (string | number | Buffer)[]): void => {
     where.push(clause)
     params.push(...values)
   }
-  if (filter.sinceMs !== undefined) add('started_at >= ?', filter.sinceMs)
-  if (filter.untilMs !== undefined) add('started_at < ?', filter.untilMs)
-  if (filter.protocol !== undefined) add('protocol = ?', filter.protocol)
+  if (filter.sinceMs !== undefined) add(`${t}.started_at >= ?`, filter.sinceMs)
+  if (filter.untilMs !== undefined) add(`${t}.started_at < ?`, filter.untilMs)
+  if (filter.protocol !== undefined) add(`${t}.protocol = ?`, filter.protocol)
   if (filter.ports !== undefined) {
-    if (filter.ports.from === filter.ports.to) add('dst_port = ?', filter.ports.from)
-    else add('dst_port BETWEEN ? AND ?', filter.ports.from, filter.ports.to)
+    if (filter.ports.from === filter.ports.to) add(`${t}.dst_port = ?`, filter.ports.from)
+    else add(`${t}.dst_port BETWEEN ? AND ?`, filter.ports.from, filter.ports.to)
   }
-  if (filter.mode !== undefined) add('mode = ?', filter.mode)
-  if (filter.closeReason !== undefined) add('close_reason = ?', filter.closeReason)
-  if (filter.minBytes !== undefined) add('bytes_received >= ?', filter.minBytes)
+  if (filter.mode !== undefined) add(`${t}.mode = ?`, filter.mode)
+  if (filter.closeReason !== undefined) add(`${t}.close_reason = ?`, filter.closeReason)
+  if (filter.minBytes !== undefined) add(`${t}.bytes_received >= ?`, filter.minBytes)
   if (filter.payloadHash !== undefined) {
     const column = filter.payloadHash.length === 32 ? 'md5' : filter.payloadHash.length === 64 ? 'sha256' : 'sha512'
-    add(`${column} = ?`, filter.payloadHash)
+    add(`${t}.${column} = ?`, filter.payloadHash)
   }
   if (filter.source !== undefined) {
     const single = (filter.source.family === 4 && filter.source.prefix === 32) || (filter.source.family === 6 && filter.source.prefix === 128)
     // One address: an equality the src_ip index serves. A range: the function, row by row.
-    if (single) add('src_ip = ?', formatIpAddress({ family: filter.source.family, bytes: filter.source.network }))
-    else add(`${IN_RANGE_FN}(src_ip, ?) = 1`, filter.source.text)
+    if (single) add(`${t}.src_ip = ?`, formatIpAddress({ family: filter.source.family, bytes: filter.source.network }))
+    else add(`${IN_RANGE_FN}(${t}.src_ip, ?) = 1`, filter.source.text)
   }
-  if (filter.contains !== undefined) add('instr(payload, ?) > 0', filter.contains)
-  if (filter.regex !== undefined) add(`${REGEXP_FN}(?, ?, payload) = 1`, filter.regex.source, filter.regex.flags)
+  if (filter.contains !== undefined) add(`instr(${t}.payload, ?) > 0`, filter.contains)
+  if (filter.regex !== undefined) add(`${REGEXP_FN}(?, ?, ${t}.payload) = 1`, filter.regex.source, filter.regex.flags)
   if (filter.hasDownloads !== undefined) {
     if (!options.hasPluginTables) {
       if (filter.hasDownloads) add('0') // nothing downloaded before schema 3
     } else {
-      add(`${filter.hasDownloads ? '' : 'NOT '}EXISTS (SELECT 1 FROM downloads d WHERE d.attack_id = attacks.id AND d.outcome IN ('ok', 'cached'))`)
+      add(`${filter.hasDownloads ? '' : 'NOT '}EXISTS (SELECT 1 FROM downloads d WHERE d.attack_id = ${t}.id AND d.outcome IN ('ok', 'cached'))`)
     }
   }
   return { where: where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`, params }

@@ -170,13 +170,20 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
   return read()
 }
 
-function hasTable(db: Database.Database, name: string): boolean {
+/** True when the database has table `name` (older schemas lack the later tables). */
+export function hasTable(db: Database.Database, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined
 }
 
-/** Every attack, oldest first, one row at a time: memory stays flat however large the database is. */
-export function iterateAttacks(db: Database.Database): IterableIterator<AttackRow> {
-  return db.prepare<[], AttackRow>(`SELECT ${columnsOf(db).full} ORDER BY a.started_at ASC, a.id ASC`).iterate()
+/** The whole row of attack `id`, BLOBs and transcript included, or undefined when there is none. */
+export function getAttackRow(db: Database.Database, id: string): AttackRow | undefined {
+  return db.prepare<[string], AttackRow>(`SELECT ${columnsOf(db).full} WHERE a.id = ?`).get(id)
+}
+
+/** Every attack `filter` selects, oldest first, one row at a time: memory stays flat however large the database is. */
+export function iterateAttacks(db: Database.Database, filter: AttackFilter = {}): IterableIterator<AttackRow> {
+  const { where, params } = filterSql(filter, { hasPluginTables: hasTable(db, 'downloads'), table: 'a' })
+  return db.prepare<unknown[], AttackRow>(`SELECT ${columnsOf(db).full} ${where} ORDER BY a.started_at ASC, a.id ASC`).iterate(...params)
 }
 
 function errorMessage(err: unknown): string {

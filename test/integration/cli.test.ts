@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -239,6 +239,76 @@ describe('honeytrap-ts replay', () => {
       const result = await cli('replay', '--db', db, ...args)
       expect(result.code, args.join(' ')).toBe(2)
       expect(result.stderr).toMatch(message)
+    }
+  })
+})
+
+describe('honeytrap-ts attacks show', () => {
+  it('prints one attack as a dialogue without a raw control byte, as JSON with --json, and names a missing id', async () => {
+    const dir = await tempDir()
+    const db = join(dir, 'attacks.db')
+    const store = await createSqliteStore({ path: db, batchWindowMs: 20, batchMaxAttacks: 100, maxQueuedAttacks: 1_000, maxQueuedBytes: 1 << 24, log: pino({ level: 'silent' }) })
+    const hostile = Buffer.from('GET /\u001b[2J\u001b]0;pwned\u0007 HTTP/1.0\r\n\r\n', 'latin1')
+    store.enqueue(attack(0, hostile))
+    await store.close()
+    const id = `01JZ${'0'.repeat(22)}`
+    const shown = await cli('attacks', 'show', id, '--db', db)
+    expect(shown.code).toBe(0)
+    expect(shown.stdout).toMatch(/>>> in {2}\+5 ms {2}\d+ bytes/)
+    expect(shown.stdout).toMatch(/<<< out \+0 ms {2}17 bytes/)
+    expect(shown.stdout).toContain('\\x1b[2J')
+    expect(shown.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/) // not piped to a TTY: no colour either
+    const json = await cli('attacks', 'show', id, '--db', db, '--json')
+    expect(Buffer.from((JSON.parse(json.stdout) as { payload_base64: string }).payload_base64, 'base64').equals(hostile)).toBe(true)
+    const missing = await cli('attacks', 'show', `01JZ${'9'.repeat(22)}`, '--db', db)
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toContain('HT_ERR_NOT_FOUND')
+    for (const args of [[], ['not-an-id'], [id, id]]) {
+      const bad = await cli('attacks', 'show', ...args, '--db', db)
+      expect(bad.code, args.join(' ')).toBe(2)
+      expect(bad.stderr).toContain('attacks show takes one attack id')
+    }
+  })
+})
+
+describe('honeytrap-ts attacks export formats', () => {
+  it('writes JSON lines, a JSON array, CSV, a pcap and raw files, each honouring the filters', async () => {
+    const dir = await tempDir()
+    const db = join(dir, 'attacks.db')
+    const store = await createSqliteStore({ path: db, batchWindowMs: 20, batchMaxAttacks: 100, maxQueuedAttacks: 1_000, maxQueuedBytes: 1 << 24, log: pino({ level: 'silent' }) })
+    const payloads = [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.from('x,"y"\r\n'), Buffer.from([0, 1, 2, 0xff]), Buffer.from('USER x\r\n')]
+    payloads.forEach((p, i) => store.enqueue(attack(i, p)))
+    await store.close()
+    const jsonl = await cli('attacks', 'export', '--db', db, '--protocol', 'tcp')
+    expect(jsonl.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual([0, 2].map((i) => `01JZ${String(i).padStart(22, '0')}`))
+    const json = await cli('attacks', 'export', '--db', db, '--format', 'json')
+    expect((JSON.parse(json.stdout) as unknown[]).length).toBe(4)
+    const empty = await cli('attacks', 'export', '--db', db, '--format', 'json', '--port', '1')
+    expect(JSON.parse(empty.stdout)).toEqual([])
+    const csv = await cli('attacks', 'export', '--db', db, '--format', 'csv', '--contains', 'USER')
+    const lines = csv.stdout.split('\r\n').filter((l) => l !== '')
+    expect(lines[0]).toMatch(/^id,protocol,family,mode,src_ip,/)
+    expect(lines).toHaveLength(2)
+    expect(lines[1]).toContain(`01JZ${'3'.padStart(22, '0')},udp,4,normal,198.18.0.5,40003`)
+    const pcapPath = join(dir, 'out.pcap')
+    expect((await cli('attacks', 'export', '--db', db, '--format', 'pcap', '--output', pcapPath)).code).toBe(0)
+    const pcap = await readFile(pcapPath)
+    expect(pcap.readUInt32LE(0)).toBe(0xa1b2c3d4)
+    expect(pcap.readUInt32LE(20)).toBe(101) // LINKTYPE_RAW
+    const rawDir = join(dir, 'raw')
+    const raw = await cli('attacks', 'export', '--db', db, '--format', 'raw', '--output', rawDir, '--min-size', '5')
+    expect(raw.code).toBe(0)
+    const files = (await readdir(rawDir)).sort()
+    expect(files).toEqual([0, 1, 3].map((i) => `01JZ${String(i).padStart(22, '0')}.bin`))
+    expect(await readFile(join(rawDir, files[1]!))).toEqual(payloads[1])
+    for (const [args, message] of [
+      [['--format', 'xml'], /--format "xml" is not valid; expected jsonl, json, csv, pcap, raw/],
+      [['--format', 'raw'], /give the directory with --output DIR/],
+      [['--port', 'x'], /--port "x" is not a port/],
+    ] as const) {
+      const bad = await cli('attacks', 'export', '--db', db, ...args)
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toMatch(message)
     }
   })
 })
