@@ -12,6 +12,7 @@ const commands = {
   config: async (args: readonly string[]) => (await import('./config-command.js')).runConfigCommand(args),
   demo: async (args: readonly string[]) => (await import('./demo-command.js')).runDemoCommand(args),
   replay: async (args: readonly string[]) => (await import('./replay-command.js')).runReplayCommand(args),
+  db: async (args: readonly string[]) => (await import('./db-command.js')).runDbCommand(args),
 }
 
 const HELP = `honeytrap-ts: a network sensor that answers every connection attempt and stores what attackers send
@@ -37,13 +38,18 @@ Usage:
                       [--port N] [--protocol tcp|udp] [--id ID]... [--json]
       Run the post-processing plugins (all enabled ones, or each --plugin) over stored attacks, oldest first.
       Resumable: runs that succeeded are never repeated, so artifacts are never duplicated. Ctrl-C stops (exit 130).
+  honeytrap-ts db retention --older-than DURATION [--db FILE] [--dry-run] [--json]
+  honeytrap-ts db vacuum [--db FILE] [--json]
+      Upkeep: remove attacks that started before now - DURATION (90d) with their plugin results, and the responses
+      and samples (quarantine files included) nothing references any more, in short transactions, safe while the
+      sensor runs; vacuum rewrites the file to give the space back (it locks the database while it runs).
   honeytrap-ts config check [--config FILE]
       Validate a config file and print the effective config as JSON.
   honeytrap-ts demo [--keep-db FILE]
       Run the sensor in two network namespaces it creates, attack it, print what was caught, clean up (root).
   honeytrap-ts --help | --version
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 needs root, 130 interrupted (replay).
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config, 3 needs root, 130 interrupted (replay, db retention).
 Docs: README.md and docs/ in the package.
 `
 
@@ -77,10 +83,11 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'config':
     case 'demo':
     case 'replay':
+    case 'db':
       return commands[command](rest)
     default:
       if (command.startsWith('-')) return commands.run(argv)
-      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, replay, config or demo (see --help)`)
+      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, replay, db, config or demo (see --help)`)
   }
 }
 

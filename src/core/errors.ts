@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   HT_ERR_RULES: 'an iptables/ip6tables command failed',
   HT_ERR_STORE_OPEN: 'the SQLite database could not be opened or migrated',
   HT_ERR_NETNS: 'a network namespace operation (demo, tests) failed',
+  HT_ERR_STORE_BUSY: 'the database stayed locked by another writer (the sensor, the plugin pipeline) for longer than the command waits',
   HT_ERR_NOT_FOUND: 'the attack named on the command line is not in the database',
   HT_ERR_PLUGIN_LOAD: 'a post-processing plugin could not be loaded or created (unknown name, bad module, bad options)',
   HT_ERR_PIPELINE: 'the plugin pipeline process failed to start or stopped unexpectedly',

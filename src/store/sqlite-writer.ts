@@ -24,9 +24,6 @@ const COLUMNS = [
 ] as const
 const INSERT_SQL = `INSERT INTO attacks (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`
 const INSERT_RESPONSE_SQL = 'INSERT OR IGNORE INTO responses (sha256, data) VALUES (?, ?)'
-// Digests of responses known to be committed, so that a template sent to thousands of attackers costs one lookup in
-// memory rather than one statement per attack. Cleared when full: a miss costs only an INSERT OR IGNORE.
-const MAX_KNOWN_RESPONSES = 4_096
 
 interface Row {
   readonly attack: Attack
@@ -98,28 +95,25 @@ export class SqliteWriter {
   readonly #db: Database.Database
   readonly #log: Logger
   readonly #insertAll: (rows: readonly Row[]) => void
-  readonly #knownResponses = new Set<string>()
 
   private constructor(db: Database.Database, log: Logger) {
     this.#db = db
     this.#log = log
     const insert = db.prepare(INSERT_SQL)
     const insertResponse = db.prepare(INSERT_RESPONSE_SQL)
-    const known = this.#knownResponses
     this.#insertAll = db.transaction((rows: readonly Row[]) => {
+      // Each distinct response once per batch: a template sent to the 250 attackers of a batch costs one statement.
+      // Never remembered across batches: `db retention` (another process) may remove a response between two, and a
+      // digest remembered here would then point the next attack at a row that is gone.
+      const inBatch = new Set<string>()
       for (const row of rows) {
-        if (!known.has(row.responseSha256)) insertResponse.run(row.responseSha256, row.attack.response)
+        if (!inBatch.has(row.responseSha256)) {
+          insertResponse.run(row.responseSha256, row.attack.response)
+          inBatch.add(row.responseSha256)
+        }
         insert.run(row.values)
       }
     })
-  }
-
-  /** Remembers the responses of a committed transaction (never of one that may have rolled back). */
-  #committed(rows: readonly Row[]): void {
-    for (const row of rows) {
-      if (this.#knownResponses.size >= MAX_KNOWN_RESPONSES) this.#knownResponses.clear()
-      this.#knownResponses.add(row.responseSha256)
-    }
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database; throws HT_ERR_STORE_OPEN naming the path and fix. */
@@ -160,7 +154,6 @@ export class SqliteWriter {
     const rows = attacks.map(hashRow)
     try {
       this.#insertAll(rows)
-      this.#committed(rows)
       for (const row of rows) this.#logStored(row)
       return { written: rows.length, dropped: 0, committed: true, error: null }
     } catch (err) {
@@ -180,7 +173,6 @@ export class SqliteWriter {
     for (const row of rows) {
       try {
         this.#insertAll([row])
-        this.#committed([row])
         this.#logStored(row)
         written += 1
       } catch (err) {

@@ -45,7 +45,7 @@ describe('migrate', () => {
   it('creates the schema on a fresh database and marks it as ours', () => {
     const { db } = openTempDb()
     const result = migrate(db)
-    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql', '002-transcript.sql', '003-plugins.sql'] })
+    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql', '002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql'] })
     expect(tables(db)).toEqual(['artifacts', 'attacks', 'downloads', 'meta', 'pipeline_state', 'plugin_runs', 'responses', 'samples'])
     expect(db.pragma('application_id', { simple: true })).toBe(APPLICATION_ID)
     const indexes = db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'attacks' AND sql IS NOT NULL ORDER BY name").pluck().all()
@@ -56,7 +56,7 @@ describe('migrate', () => {
   it('does nothing the second time', () => {
     const { db } = openTempDb()
     migrate(db)
-    expect(migrate(db)).toEqual({ fromVersion: 3, toVersion: 3, applied: [] })
+    expect(migrate(db)).toEqual({ fromVersion: 4, toVersion: 4, applied: [] })
   })
 
   it('refuses a database whose version is newer than the code knows', () => {
@@ -65,7 +65,7 @@ describe('migrate', () => {
     db.pragma('user_version = 7')
     const err = caught(() => migrate(db))
     expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
-    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 3/)
+    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 4/)
     expect(userVersion(db)).toBe(7)
   })
 
@@ -125,7 +125,7 @@ describe('migrate', () => {
     insert.run('01JZ0000000000000000000002', Buffer.alloc(0))
     const before = db.prepare('SELECT * FROM attacks ORDER BY id').all()
 
-    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 3, applied: ['002-transcript.sql', '003-plugins.sql'] })
+    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 4, applied: ['002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql'] })
     const after = db.prepare<[], Record<string, unknown>>('SELECT * FROM attacks ORDER BY id').all()
     expect(after).toHaveLength(2)
     after.forEach((row, i) => {
