@@ -3,6 +3,7 @@ import pino from 'pino'
 import type { StoredAttack } from '../../src/attack/attack.js'
 import { AddressGuard } from '../../src/responders/address-guard.js'
 import { DownloadPolicy, type DownloadPolicyOptions } from '../../src/plugins/download/download-policy.js'
+import { attackRecord } from './attack-record.js'
 import type { ArtifactHistory, DownloadAttempt, NewArtifact, Plugin, PluginContext, Subject, SubjectKind } from '../../src/plugins/plugin.js'
 
 /** Runs single plugins outside the pipeline: what a plugin's own tests need (the pipeline has tests of its own). */
@@ -11,28 +12,11 @@ export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-/** A stored attack around `payload`, with plausible metadata. */
+/** A stored attack around `payload`, with plausible metadata and the digests the store would compute. */
 export function attackOf(payload: Buffer | string, overrides: Partial<StoredAttack> = {}): StoredAttack {
   const bytes = typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload
   return {
-    id: '01JTESTATTACK0000000000000',
-    protocol: 'tcp',
-    family: 4,
-    mode: 'normal',
-    source: { address: '198.18.0.2', port: 40000 },
-    target: { address: '198.18.0.1', port: 80 },
-    startedAtMs: 1_700_000_000_000,
-    endedAtMs: 1_700_000_000_050,
-    closeReason: 'peer-closed',
-    payload: bytes,
-    truncated: false,
-    bytesReceived: bytes.length,
-    bytesSent: 0,
-    response: Buffer.alloc(0),
-    responseTruncated: false,
-    transcript: [{ direction: 'in', offsetMs: 0, size: bytes.length }],
-    transcriptTruncated: false,
-    relay: null,
+    ...attackRecord(bytes, { startedAtMs: 1_700_000_000_000, endedAtMs: 1_700_000_000_050 }),
     md5: createHash('md5').update(bytes).digest('hex'),
     sha256: sha256Hex(bytes),
     sha512: createHash('sha512').update(bytes).digest('hex'),

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { pino } from 'pino'
 import { onTestFinished } from 'vitest'
+import { attackRecord } from './attack-record.js'
 import type { Attack } from '../../src/attack/attack.js'
 import { createUlid } from '../../src/core/ids.js'
 import { Quarantine } from '../../src/plugins/download/quarantine.js'
@@ -29,29 +30,7 @@ export function sha256(data: Buffer): string {
 
 /** An attack that started at `startedAtMs` and was answered with `response`. */
 export function makeAttack(startedAtMs: number, response: Buffer, payload: Buffer = Buffer.from(`GET /${startedAtMs} HTTP/1.0\r\n\r\n`)): Attack {
-  return {
-    id: createUlid(startedAtMs),
-    protocol: 'tcp',
-    family: 4,
-    mode: 'normal',
-    source: { address: '203.0.113.9', port: 40_000 + (startedAtMs % 20_000) },
-    target: { address: '198.18.0.1', port: 80 },
-    startedAtMs,
-    endedAtMs: startedAtMs + 100,
-    closeReason: 'peer-closed',
-    payload,
-    truncated: false,
-    bytesReceived: payload.length,
-    bytesSent: response.length,
-    response,
-    responseTruncated: false,
-    transcript: [
-      { direction: 'in', offsetMs: 0, size: payload.length },
-      { direction: 'out', offsetMs: 1, size: response.length },
-    ].filter((c) => c.size > 0) as Attack['transcript'],
-    transcriptTruncated: false,
-    relay: null,
-  }
+  return attackRecord(payload, { id: createUlid(startedAtMs), startedAtMs, response, source: { address: '203.0.113.9', port: 40_000 + (startedAtMs % 20_000) } })
 }
 
 /** The real store, closed at the end of the test; batchMaxAttacks 1 makes `flush` commit at once. */

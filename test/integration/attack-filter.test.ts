@@ -12,6 +12,7 @@ import { listAttacks, openAttackDatabase } from '../../src/store/attack-query.js
 import { attackStats } from '../../src/store/attack-stats.js'
 import { formatAttackStats } from '../../src/cli/stats-format.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
+import { attackRecord } from '../helpers/attack-record.js'
 
 // Every filter of `attacks list` against a database written by the sensor's own store.
 
@@ -40,26 +41,18 @@ const SPECS: readonly Spec[] = [
 function attackOf(spec: Spec): Attack {
   const payload = typeof spec.payload === 'string' ? Buffer.from(spec.payload, 'latin1') : spec.payload
   const startedAtMs = BASE_MS + spec.at * 1_000
-  return {
+  const v6 = spec.src.includes(':')
+  return attackRecord(payload, {
     id: `01JZ${spec.id.padStart(22, '0')}`,
     protocol: spec.protocol ?? 'tcp',
-    family: spec.src.includes(':') ? 6 : 4,
+    family: v6 ? 6 : 4,
     mode: spec.mode ?? 'normal',
     source: { address: spec.src, port: 40_000 },
-    target: { address: spec.src.includes(':') ? '2001:db8::1' : '192.0.2.1', port: spec.port },
+    target: { address: v6 ? '2001:db8::1' : '192.0.2.1', port: spec.port },
     startedAtMs,
     endedAtMs: startedAtMs + 100,
     closeReason: spec.close ?? 'peer-closed',
-    payload,
-    truncated: false,
-    bytesReceived: payload.length,
-    bytesSent: 0,
-    response: Buffer.alloc(0),
-    responseTruncated: false,
-    transcript: [{ direction: 'in', offsetMs: 0, size: payload.length }],
-    transcriptTruncated: false,
-    relay: null,
-  }
+  })
 }
 
 async function seeded(): Promise<Database.Database> {

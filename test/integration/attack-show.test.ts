@@ -10,6 +10,7 @@ import { formatAttackDetail, loadAttackDetail, type AttackDetail } from '../../s
 import { openAttackDatabase } from '../../src/store/attack-query.js'
 import { loadMigrations, migrate } from '../../src/store/migrate.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
+import { attackRecord } from '../helpers/attack-record.js'
 
 // Databases written by the real store, as the sensor writes them; plugin rows added by SQL as the pipeline would.
 
@@ -32,27 +33,16 @@ function session(id: string, chunks: readonly (readonly ['in' | 'out', number, B
   const payload = Buffer.concat(chunks.filter((c) => c[0] === 'in').map((c) => c[2]))
   const response = Buffer.concat(chunks.filter((c) => c[0] === 'out').map((c) => c[2]))
   const transcript: TranscriptChunk[] = chunks.map(([direction, offsetMs, bytes]) => ({ direction, offsetMs, size: bytes.length }))
-  return {
+  return attackRecord(payload, {
     id,
-    protocol: 'tcp',
-    family: 4,
-    mode: 'normal',
     source: { address: '203.0.113.5', port: 40_001 },
     target: { address: '198.18.0.1', port: 21 },
     startedAtMs: BASE_MS,
     endedAtMs: BASE_MS + 5_123,
-    closeReason: 'peer-closed',
-    payload,
-    truncated: false,
-    bytesReceived: payload.length,
-    bytesSent: response.length,
     response,
-    responseTruncated: false,
     transcript,
-    transcriptTruncated: false,
-    relay: null,
     ...overrides,
-  }
+  })
 }
 
 const SMALL = session(SMALL_ID, [
