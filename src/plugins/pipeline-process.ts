@@ -40,6 +40,7 @@ async function start(settings: PipelineSettings): Promise<void> {
   })
   // The sensor gone (even by SIGKILL) closes the IPC channel: stop too rather than run on unsupervised.
   process.on('disconnect', () => live.stop())
+  process.on('SIGTERM', () => live.stop())
   const stats = setInterval(() => send({ type: 'stats', stats: live.stats() }), STATS_INTERVAL_MS)
   send({ type: 'ready', plugins: host.plugins })
   log.info({ component: 'pipeline', plugins: host.plugins.map((p) => p.name) }, 'plugin pipeline started')
@@ -53,6 +54,11 @@ async function start(settings: PipelineSettings): Promise<void> {
     log.info({ component: 'pipeline', ...live.stats() }, 'plugin pipeline stopped')
   }
 }
+
+// Ctrl-C in a terminal signals the whole process group, this process included: the sensor decides when the pipeline
+// stops (an IPC 'stop' after its own drain), so SIGINT is not ours to act on. SIGTERM sent to this process alone still
+// stops it, gracefully, like 'stop'.
+process.on('SIGINT', () => undefined)
 
 process.once('message', (message: ToPipelineProcess) => {
   if (message.type !== 'start') return
