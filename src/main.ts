@@ -192,6 +192,20 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     }
   }
 
+  // Loaded only when scheduled: a sensor without upkeep carries no cron library in its heap (the idle RSS budget).
+  const upkeepConfig = config.store.upkeep
+  const upkeep =
+    upkeepConfig.schedule === null
+      ? null
+      : (await import('./store/upkeep-scheduler.js')).startUpkeep({
+          schedule: upkeepConfig.schedule,
+          olderThan: upkeepConfig.olderThan,
+          vacuum: upkeepConfig.vacuum,
+          dbPath: config.store.path,
+          quarantineDir: pipelineSettings(config).quarantineDir,
+          log,
+        })
+
   // Capture comes first: the sensor tells the pipeline how busy its event loop is, and the pipeline pauses under load.
   let lastLoad = performance.eventLoopUtilization()
   const loadTimer =
@@ -207,6 +221,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(loadTimer)
+      upkeep?.stop()
       // Rules first: from here on new attempts go straight to the kernel instead of waiting in the queue.
       if (rules !== null) {
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))

@@ -90,6 +90,7 @@ async function runRetention(rest: readonly string[]): Promise<number> {
     db: { type: 'string' },
     config: { type: 'string' },
     'dry-run': { type: 'boolean' },
+    quarantine: { type: 'string' },
     json: { type: 'boolean' },
   })
   const olderThan = durationFlag('older-than', values['older-than'])
@@ -97,7 +98,9 @@ async function runRetention(rest: readonly string[]): Promise<number> {
   if (olderThan <= 0 || olderThan > MAX_OLDER_THAN_MS) {
     throw usageError(`--older-than "${values['older-than'] ?? ''}" is not valid; expected more than 0 and at most 36500d`)
   }
-  const paths = resolvePaths(values.db, values.config)
+  const resolved = resolvePaths(values.db, values.config)
+  // --quarantine: the sensor's scheduled upkeep names it, since its config may put the quarantine anywhere.
+  const paths = values.quarantine === undefined ? resolved : { ...resolved, quarantineDir: values.quarantine }
   const cutoffMs = Date.now() - olderThan
   const dryRun = values['dry-run'] === true
   let result: RetentionResult

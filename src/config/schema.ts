@@ -1,3 +1,4 @@
+import cron from 'node-cron'
 import { z } from 'zod'
 import { Cidr, Port, PositiveInt } from './common-schemas.js'
 import { parsePortSpec } from './port-spec.js'
@@ -161,6 +162,19 @@ export const ConfigSchema = z.strictObject({
       batchMaxAttacks: PositiveInt.default(250), // smaller batches: a write holds the event loop for less time
       maxQueuedAttacks: PositiveInt.default(100_000), // past this the store drops (counted) instead of growing
       maxQueuedBytes: PositiveInt.default(256 * 1024 * 1024), // payload and response bytes of waiting attacks
+      // Upkeep inside the running sensor: `db retention` (and `db vacuum`) on a cron schedule, in a low-priority child
+      // process. Off by default: deleting attacks is the operator's decision.
+      upkeep: z
+        .strictObject({
+          schedule: z
+            .string()
+            .refine((expression) => cron.validate(expression), 'not a cron expression; e.g. "30 3 * * *" (03:30 every day) or "0 4 * * 0" (Sundays 04:00)')
+            .nullable()
+            .default(null), // null: no scheduled upkeep
+          olderThan: z.string().regex(/^[1-9]\d{0,4}[dh]$/, 'a number of days or hours, e.g. "90d" or "36h"').default('90d'), // attacks older than this are removed
+          vacuum: z.boolean().default(false), // VACUUM afterwards: gives the space back, but locks the database while it runs
+        })
+        .prefault({}),
     })
     .prefault({}),
 

@@ -96,6 +96,7 @@ const DEFAULTS: Config = {
     batchMaxAttacks: 250,
     maxQueuedAttacks: 100_000,
     maxQueuedBytes: 256 * 1024 * 1024,
+    upkeep: { schedule: null, olderThan: '90d', vacuum: false },
   },
   plugins: {
     enabled: true,
