@@ -132,10 +132,11 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
 
   // The plugins run in their own low-priority process, following the database; a plugin that cannot be loaded stops
   // the start here, before any rule is installed.
+  const plugins = pipelineSettings(config)
   let pipeline: PipelineHandle | null = null
   if (config.plugins.enabled) {
     try {
-      pipeline = await startPipeline(pipelineSettings(config), log)
+      pipeline = await startPipeline(plugins, log)
     } catch (err) {
       await store.close()
       templates.close()
@@ -202,7 +203,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
           olderThan: upkeepConfig.olderThan,
           vacuum: upkeepConfig.vacuum,
           dbPath: config.store.path,
-          quarantineDir: pipelineSettings(config).quarantineDir,
+          quarantineDir: plugins.quarantineDir,
           log,
         })
 

@@ -1,6 +1,5 @@
 import pino from 'pino'
-import { loadConfig } from '../config/load-config.js'
-import { parseConfig } from '../config/load-config.js'
+import { loadConfig, parseConfig } from '../config/load-config.js'
 import type { Config } from '../config/schema.js'
 import { BUILTIN_PLUGINS } from '../plugins/builtin-plugins.js'
 import { pipelineSettings } from '../plugins/pipeline-settings.js'

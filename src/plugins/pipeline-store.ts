@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import type { Direction, StoredAttack, TranscriptChunk } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
+import { attackRowSource, type AttackRow } from '../store/attack-query.js'
 import { migrate } from '../store/migrate.js'
 import type { Quarantine } from './download/quarantine.js'
 import type { PipelineJob, RunResult, SubjectRecord } from './pipeline.js'
@@ -14,40 +15,8 @@ export interface QueuedAttack {
   readonly attack: StoredAttack
 }
 
-const ATTACK_COLUMNS = `a.rowid AS rowid, a.id, a.protocol, a.family, a.mode, a.src_ip, a.src_port, a.dst_ip, a.dst_port,
-  a.started_at, a.ended_at, a.close_reason, a.bytes_received, a.bytes_sent, a.truncated, a.payload, a.md5, a.sha256,
-  a.sha512, a.response_truncated, a.transcript, a.transcript_truncated, a.relay_target, a.relay_outcome, a.fallback_reason,
-  coalesce(r.data, x'') AS response`
-const ATTACK_FROM = 'attacks a LEFT JOIN responses r ON r.sha256 = a.response_sha256'
-
-interface AttackDbRow {
-  rowid: number
-  id: string
-  protocol: 'tcp' | 'udp'
-  family: 4 | 6
-  mode: StoredAttack['mode']
-  src_ip: string
-  src_port: number
-  dst_ip: string
-  dst_port: number
-  started_at: number
-  ended_at: number
-  close_reason: StoredAttack['closeReason']
-  bytes_received: number
-  bytes_sent: number
-  truncated: number
-  payload: Buffer
-  md5: string
-  sha256: string
-  sha512: string
-  response_truncated: number
-  transcript: string | null
-  transcript_truncated: number
-  relay_target: string | null
-  relay_outcome: 'relayed' | 'fallback' | null
-  fallback_reason: string | null
-  response: Buffer
-}
+/** A whole attack row as attack-query.ts reads it, plus its rowid (the commit order). */
+type QueuedRow = AttackRow & { readonly rowid: number }
 
 const MAX_URL_CHARS = 2_048
 const MAX_INFO_CHARS = 64 * 1024
@@ -109,13 +78,13 @@ export class PipelineStore {
 
   /** Attacks committed after `cursor` (a rowid), oldest first. */
   next(cursor: number, limit: number): QueuedAttack[] {
-    const rows = this.#sql<[number, number], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.rowid > ? ORDER BY a.rowid LIMIT ?`).all(cursor, limit)
+    const rows = this.#sql<[number, number], QueuedRow>(`SELECT a.rowid AS rowid, ${attackRowSource(this.#db)} WHERE a.rowid > ? ORDER BY a.rowid LIMIT ?`).all(cursor, limit)
     return rows.map((row) => ({ rowid: row.rowid, attack: attackFromRow(row) }))
   }
 
   /** One attack by id, or null. */
   attack(id: string): QueuedAttack | null {
-    const row = this.#sql<[string], AttackDbRow>(`SELECT ${ATTACK_COLUMNS} FROM ${ATTACK_FROM} WHERE a.id = ?`).get(id)
+    const row = this.#sql<[string], QueuedRow>(`SELECT a.rowid AS rowid, ${attackRowSource(this.#db)} WHERE a.id = ?`).get(id)
     return row === undefined ? null : { rowid: row.rowid, attack: attackFromRow(row) }
   }
 
@@ -248,7 +217,7 @@ export function createArtifactHistory(db: Database.Database): ArtifactHistory {
   }
 }
 
-function attackFromRow(row: AttackDbRow): StoredAttack {
+function attackFromRow(row: AttackRow): StoredAttack {
   return {
     id: row.id,
     protocol: row.protocol,
@@ -267,7 +236,7 @@ function attackFromRow(row: AttackDbRow): StoredAttack {
     responseTruncated: row.response_truncated === 1,
     transcript: parseTranscript(row.transcript),
     transcriptTruncated: row.transcript_truncated === 1,
-    relay: row.relay_target === null || row.relay_outcome === null ? null : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason as never },
+    relay: row.relay_target === null || row.relay_outcome === null ? null : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason },
     md5: row.md5,
     sha256: row.sha256,
     sha512: row.sha512,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { Protocol } from '../attack/attack.js'
+import { filterSql, type AttackFilter } from '../store/attack-filter.js'
 import { Quarantine } from './download/quarantine.js'
 import { PluginHost, type PluginHostStats } from './pipeline-host.js'
 import type { PipelineSettings } from './pipeline-settings.js'
@@ -50,7 +51,11 @@ export async function replayAttacks(options: ReplayOptions): Promise<ReplaySumma
   options.signal?.addEventListener('abort', onAbort, { once: true })
   try {
     await host.start()
-    const { where, params } = whereClause(filter)
+    // The same filter as `attacks list`, plus a list of ids; the store has migrated the file, so the plugin tables exist.
+    const selected = filterSql(toAttackFilter(filter), { hasPluginTables: true })
+    const ids = filter.ids ?? []
+    const where = [selected.where.replace(/^WHERE /, ''), ...(ids.length > 0 ? [`id IN (${ids.map(() => '?').join(', ')})`] : [])].filter((c) => c !== '')
+    const params = [...selected.params, ...ids]
     const total = store.db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM attacks ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}`).get(...params)?.n ?? 0
     const only = settings.plugins.list.filter((e) => e.enabled).map((e) => e.name)
     const page = store.db.prepare<unknown[], { rowid: number; id: string }>(`SELECT rowid, id FROM attacks WHERE ${['rowid > ?', ...where].join(' AND ')} ORDER BY rowid LIMIT ${PAGE}`)
@@ -80,28 +85,11 @@ export async function replayAttacks(options: ReplayOptions): Promise<ReplaySumma
   }
 }
 
-function whereClause(filter: ReplayFilter): { where: string[]; params: (string | number)[] } {
-  const where: string[] = []
-  const params: (string | number)[] = []
-  if (filter.sinceMs !== undefined) {
-    where.push('started_at >= ?')
-    params.push(filter.sinceMs)
+function toAttackFilter(filter: ReplayFilter): AttackFilter {
+  return {
+    ...(filter.sinceMs !== undefined && { sinceMs: filter.sinceMs }),
+    ...(filter.untilMs !== undefined && { untilMs: filter.untilMs }),
+    ...(filter.protocol !== undefined && { protocol: filter.protocol }),
+    ...(filter.dstPort !== undefined && { ports: { from: filter.dstPort, to: filter.dstPort } }),
   }
-  if (filter.untilMs !== undefined) {
-    where.push('started_at < ?')
-    params.push(filter.untilMs)
-  }
-  if (filter.protocol !== undefined) {
-    where.push('protocol = ?')
-    params.push(filter.protocol)
-  }
-  if (filter.dstPort !== undefined) {
-    where.push('dst_port = ?')
-    params.push(filter.dstPort)
-  }
-  if (filter.ids !== undefined && filter.ids.length > 0) {
-    where.push(`id IN (${filter.ids.map(() => '?').join(', ')})`)
-    params.push(...filter.ids)
-  }
-  return { where, params }
 }

@@ -144,6 +144,19 @@ function checkSchema(db: Database.Database, path: string): void {
   registerFilterFunctions(db)
 }
 
+/**
+ * `<columns of AttackRow> FROM attacks a LEFT JOIN responses r ...`, for a connection opened elsewhere (the plugin
+ * pipeline's, read-write and migrated): the one definition of how a whole row is read.
+ */
+export function attackRowSource(db: Database.Database): string {
+  let lists = queries.get(db)
+  if (lists === undefined) {
+    lists = buildQueries(db)
+    queries.set(db, lists)
+  }
+  return lists.full
+}
+
 function columnsOf(db: Database.Database): { readonly summary: string; readonly full: string } {
   const lists = queries.get(db)
   if (lists === undefined) throw new Error('attack database not opened with openAttackDatabase')
