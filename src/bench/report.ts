@@ -1,4 +1,5 @@
 import type { BulkMedian, BulkPaths, BulkRun, ColdProbe, PathLatencyFigures, ProxyFigures } from './proxy-figures.js'
+import type { AnalysisFigures, QueryTiming } from './analysis-scenario.js'
 import type { PipelineFigures } from './pipeline-scenario.js'
 import type { HotFigures, Measured, MemoryFigures, RateFigures, Rounds } from './scenarios.js'
 
@@ -24,6 +25,7 @@ export interface BenchResults {
   readonly c: { readonly reference: MemoryFigures; readonly honeytrap: MemoryFigures } | null
   readonly d: ProxyFigures | null // reference = a direct connection to the same backend, honeytrap-ts = its proxy
   readonly e: PipelineFigures | null // reference = the sensor with its plugin pipeline off, honeytrap-ts = on
+  readonly f: AnalysisFigures | null // no reference: the issue's budgets for the analyst's commands
 }
 
 export type Verdict = 'PASS' | 'MISSED' | ''
@@ -45,6 +47,11 @@ const MAX_SERIAL_P99_MS = 1
 const MIN_PROXY_THROUGHPUT_RATIO = 0.7
 const MAX_ADDED_FIRST_BYTE_P50_US = 200
 const MIN_CAPTURE_RATIO_UNDER_BACKLOG = 0.9
+const MAX_STATS_MS = 1_000
+const MAX_LIST_PAGE_MS = 100
+const MAX_TEXT_SEARCH_MS = 500
+const MAX_EXPORT_100K_S = 5
+const MIN_INGEST_PER_S = 50_000
 
 function int(n: number): string {
   return Math.round(n).toLocaleString('en-US')
@@ -234,6 +241,28 @@ function pipelineRows(e: PipelineFigures): ReportRow[] {
   ]
 }
 
+/** (f): each query's median of five runs on a warm page cache, and its slowest run. */
+function analysisRows(f: AnalysisFigures): ReportRow[] {
+  const n = int(f.attacks)
+  const timed = (t: QueryTiming, maxMs: number): ReportRow => ({
+    figure: `(f) ${t.label}, ms median (slowest) over ${n} attacks; ${int(t.matched)} matched`,
+    reference: '',
+    honeytrap: `${t.medianMs.toFixed(1)} (${t.maxMs.toFixed(1)})`,
+    ratio: '',
+    target: `≤ ${int(maxMs)} ms`,
+    verdict: verdict(t.medianMs <= maxMs),
+  })
+  // The budget is for 100,000 attacks; a --quick run exports its whole (smaller) month, so it scales.
+  const exportBudget = (MAX_EXPORT_100K_S * f.export.attacks) / 100_000
+  return [
+    { figure: `(f) writer ingest with the full-text index, attacks/s (batches of ${f.ingest.batchSize}, ${n} attacks, file ${mb(f.dbBytes / 1024)} MB)`, reference: '', honeytrap: int(f.ingest.attacksPerSecond), ratio: '', target: `≥ ${int(MIN_INGEST_PER_S)}`, verdict: verdict(f.ingest.attacksPerSecond >= MIN_INGEST_PER_S) },
+    timed(f.stats, MAX_STATS_MS),
+    timed(f.listPage, MAX_LIST_PAGE_MS),
+    ...f.textSearches.map((t) => timed(t, MAX_TEXT_SEARCH_MS)),
+    { figure: `(f) attacks export --format jsonl of ${int(f.export.attacks)} attacks through the CLI, s (${mb(f.export.bytes / 1024)} MB)`, reference: '', honeytrap: f.export.seconds.toFixed(2), ratio: '', target: `≤ ${exportBudget.toFixed(1)} s`, verdict: verdict(f.export.seconds <= exportBudget) },
+  ]
+}
+
 /** Every row the selected sections produced, in the issue's order. */
 export function buildRows(results: BenchResults): ReportRow[] {
   return [
@@ -242,6 +271,7 @@ export function buildRows(results: BenchResults): ReportRow[] {
     ...(results.c === null ? [] : memoryRows(results.c)),
     ...(results.d === null ? [] : proxyRows(results.d)),
     ...(results.e === null ? [] : pipelineRows(results.e)),
+    ...(results.f === null ? [] : analysisRows(results.f)),
   ]
 }
 

@@ -8,6 +8,7 @@ import { loadConfig } from '../config/load-config.js'
 import { parseOpenFilesLimit } from '../supervisor/fd-limit.js'
 import { stopAllSystems } from './bench-system.js'
 import { bottleneckNotes, buildRows, formatLoadTable, formatProxyLoadTable, formatResultsTable, missedTargets, type BenchResults } from './report.js'
+import { analysisScenario } from './analysis-scenario.js'
 import { pipelineScenario } from './pipeline-scenario.js'
 import { proxyScenario } from './proxy-scenario.js'
 import { REFERENCE_REPLY } from './reference-monitor.js'
@@ -17,13 +18,13 @@ import { alternateRounds, BENCH_LIMITS_YAML, HOT_PORT, hotScenario, memoryScenar
  * `npm run bench`: honeytrap-ts against a minimal reference monitor, in network namespaces this process creates and
  * deletes, all traffic on their veth link. Prints a markdown table (figure, reference, honeytrap-ts, ratio, target,
  * result) and writes every measurement to bench/results/latest.json. It is a measurement, not a test: it exits 0
- * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c,d,e
+ * when a target is missed, and says MISSED. Flags (or env): --quick (BENCH_QUICK=1) shortens every run, --only a,b,c,d,e,f
  * (BENCH_ONLY) picks sections (d: proxy mode against a direct connection, see proxy-scenario.ts; e: the plugin
- * pipeline, see pipeline-scenario.ts), --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
+ * pipeline, see pipeline-scenario.ts; f: offline analysis of a million stored attacks, see analysis-scenario.ts), --gen-procs N (BENCH_GEN_PROCS) splits closed loops over N generator processes,
  * --profile (BENCH_PROFILE=1) writes main-thread CPU profiles of both systems to bench/results/profiles/.
  */
 
-type Section = 'a' | 'b' | 'c' | 'd' | 'e'
+type Section = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
 
 interface BenchOptions {
   readonly quick: boolean
@@ -53,10 +54,10 @@ function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOpt
     args: [...argv],
     options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'gen-procs': { type: 'string' }, profile: { type: 'boolean' } },
   })
-  const onlyText = values.only ?? env['BENCH_ONLY'] ?? 'a,b,c,d,e'
+  const onlyText = values.only ?? env['BENCH_ONLY'] ?? 'a,b,c,d,e,f'
   const only = onlyText.split(',').map((s) => s.trim().toLowerCase())
-  const unknown = only.filter((s) => !['a', 'b', 'c', 'd', 'e'].includes(s))
-  if (unknown.length > 0) throw new Error(`--only takes a comma-separated list of a, b, c, d, e; got "${onlyText}"`)
+  const unknown = only.filter((s) => !['a', 'b', 'c', 'd', 'e', 'f'].includes(s))
+  if (unknown.length > 0) throw new Error(`--only takes a comma-separated list of a, b, c, d, e, f; got "${onlyText}"`)
   const genProcs = Number(values['gen-procs'] ?? env['BENCH_GEN_PROCS'] ?? 1)
   if (!Number.isInteger(genProcs) || genProcs < 1 || genProcs > 8) throw new Error('--gen-procs takes an integer from 1 to 8')
   return {
@@ -101,7 +102,7 @@ function describeMachine(): BenchResults['machine'] {
   }
 }
 
-async function runSections(options: BenchOptions, ctx: ScenarioContext, templatesDir: string): Promise<Pick<BenchResults, 'generatorCheck' | 'a' | 'b' | 'c' | 'd' | 'e'>> {
+async function runSections(options: BenchOptions, ctx: ScenarioContext, templatesDir: string): Promise<Pick<BenchResults, 'generatorCheck' | 'a' | 'b' | 'c' | 'd' | 'e' | 'f'>> {
   const has = (s: Section): boolean => options.only.includes(s)
   let generatorCheck: BenchResults['generatorCheck'] = null
   let a: BenchResults['a'] = null
@@ -125,7 +126,9 @@ async function runSections(options: BenchOptions, ctx: ScenarioContext, template
   const d = has('d') ? await proxyScenario(ctx) : null
   // (e) also compares honeytrap-ts with itself: its capture rate with the plugin pipeline off and on.
   const e = has('e') ? await pipelineScenario(ctx, templatesDir) : null
-  return { generatorCheck, a, b, c, d, e }
+  // (f) has no reference either: the analyst's commands on a month of generated attacks, against the issue's budgets.
+  const f = has('f') ? await analysisScenario(ctx) : null
+  return { generatorCheck, a, b, c, d, e, f }
 }
 
 async function main(): Promise<number> {

@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { loadConfig } from '../config/load-config.js'
 import { HoneytrapError } from '../core/errors.js'
-import { iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
+import { countAttacks, iterateAttacks, listAttacks, openAttackDatabase } from '../store/attack-query.js'
 import { attackStats } from '../store/attack-stats.js'
 import { toExportRecord } from '../store/export-record.js'
 import { csvLines, exportRawAttacks, jsonArray, mapRows, writeLines } from '../store/export-formats.js'
@@ -11,6 +11,7 @@ import { pluginResultsReader } from '../store/plugin-results.js'
 import { formatAttackTable } from './attack-table.js'
 import { formatAttackDetail, loadAttackDetail } from './attack-show.js'
 import { FILTER_FLAGS, parseFilterFlags } from './filter-flags.js'
+import { createProgressBar, NO_PROGRESS, withProgress } from './progress-bar.js'
 import { formatAttackStats } from './stats-format.js'
 import { intFlag, parseFlags, usageError } from './usage.js'
 
@@ -100,8 +101,11 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
     }
     const path = dbPath(values.db, values.config)
     const db = openAttackDatabase(path)
+    const bar = createProgressBar('attacks')
     try {
-      const rows = iterateAttacks(db, filter)
+      // The total costs a count first, so only when someone is watching the bar (a terminal on stderr).
+      const total = bar === NO_PROGRESS ? 0 : countAttacks(db, filter)
+      const rows = withProgress(iterateAttacks(db, filter), (done) => bar.update(done, total))
       if (format === 'raw') {
         const written = exportRawAttacks(rows, values.output!)
         process.stderr.write(`${written} attack strings written to ${values.output}\n`)
@@ -127,6 +131,7 @@ export async function runAttacksCommand(args: readonly string[]): Promise<number
         }
       }
     } finally {
+      bar.end()
       db.close()
     }
     return 0

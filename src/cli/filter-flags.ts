@@ -1,4 +1,5 @@
 import { parseCidr } from '../config/cidr.js'
+import { checkFtsQuery } from '../store/fts-query.js'
 import { parsePortSpec } from '../config/port-spec.js'
 import { RESPONDER_MODES } from '../config/schema.js'
 import type { AttackFilter } from '../store/attack-filter.js'
@@ -19,6 +20,8 @@ export const FILTER_FLAGS = {
   hash: { type: 'string' },
   contains: { type: 'string' },
   regex: { type: 'string' },
+  text: { type: 'string' },
+  match: { type: 'string' },
 } as const
 
 export type FilterFlagValues = { readonly [K in keyof typeof FILTER_FLAGS]?: (typeof FILTER_FLAGS)[K]['type'] extends 'boolean' ? boolean : string }
@@ -26,6 +29,7 @@ export type FilterFlagValues = { readonly [K in keyof typeof FILTER_FLAGS]?: (ty
 // Bounds on what an analyst's flag may hold: a filter is not a place for megabytes.
 const MAX_CONTAINS_BYTES = 4_096
 const MAX_REGEX_CHARS = 1_024
+const MAX_TEXT_CHARS = 1_024
 const CLOSE_REASON = /^[a-z][a-z-]{1,31}$/
 
 /**
@@ -70,6 +74,8 @@ export function parseFilterFlags(values: FilterFlagValues, nowMs: number = Date.
   }
   if (values.contains !== undefined) filter.contains = unescapeBytes('contains', values.contains)
   if (values.regex !== undefined) filter.regex = regexFlag(values.regex)
+  const text = [textFlag(values.text), matchFlag(values.match)].filter((q) => q !== undefined)
+  if (text.length > 0) filter.text = text.length === 1 ? text[0]! : text.map((q) => `(${q})`).join(' AND ')
   return filter
 }
 
@@ -126,6 +132,30 @@ function regexFlag(value: string): RegExp {
   } catch (err) {
     throw usageError(`--regex "${printable(value)}" is not a valid regular expression: ${(err as Error).message}`)
   }
+}
+
+/**
+ * --text WORDS: every word must appear in the printable text; a word with punctuation is a phrase of its parts
+ * ("/bin/busybox" finds bin followed by busybox). Each word becomes an FTS5 string, so no character of it is syntax.
+ */
+function textFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (value.length > MAX_TEXT_CHARS) throw usageError(`--text must be at most ${MAX_TEXT_CHARS} characters`)
+  const words = value.split(/\s+/).filter((w) => w !== '')
+  if (words.length === 0) throw usageError('--text needs at least one word')
+  for (const word of words) {
+    if (!/[\p{L}\p{N}]/u.test(word)) throw usageError(`--text: "${printable(word)}" has no letter or digit; the index holds words, so search such bytes with --contains`)
+  }
+  return words.map((w) => `"${w.replaceAll('"', '""')}"`).join(' ')
+}
+
+/** --match QUERY: FTS5 query syntax (AND, OR, NOT, "phrases", prefix*, NEAR(a b, 5)), checked here against SQLite. */
+function matchFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (value.trim() === '' || value.length > MAX_TEXT_CHARS) throw usageError(`--match must be 1 to ${MAX_TEXT_CHARS} characters`)
+  const problem = checkFtsQuery(value)
+  if (problem !== null) throw usageError(`--match "${printable(value)}" is not a valid full-text query (${problem}); see docs/cli.md, or use --text for plain words`)
+  return value
 }
 
 /** A flag's value quoted back in an error, without control characters and cut short. */

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js'
 import { BUILTIN_PLUGINS } from '../plugins/builtin-plugins.js'
 import { pipelineSettings } from '../plugins/pipeline-settings.js'
 import { replayAttacks, type ReplayProgress } from '../plugins/replay.js'
+import { createProgressBar } from './progress-bar.js'
 import { durationFlag, intFlag, parseFlags, usageError } from './usage.js'
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
@@ -37,7 +38,7 @@ export async function runReplayCommand(args: readonly string[]): Promise<number>
   const log = pino({ level: config.log.level, base: null }, pino.destination(2))
   const abort = new AbortController()
   process.once('SIGINT', () => abort.abort())
-  const bar = process.stderr.isTTY && values.json !== true ? progressBar() : null
+  const bar = values.json !== true ? createProgressBar('attacks') : null
   const summary = await replayAttacks({
     settings: pipelineSettings(config),
     filter: {
@@ -49,7 +50,7 @@ export async function runReplayCommand(args: readonly string[]): Promise<number>
     },
     log,
     signal: abort.signal,
-    ...(bar !== null && { onProgress: bar.update }),
+    ...(bar !== null && { onProgress: (p: ReplayProgress) => bar.update(p.done, p.total) }),
   })
   bar?.end()
   if (values.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`)
@@ -74,32 +75,4 @@ function withPlugins(config: Config, names: readonly string[] | undefined): Conf
   })
   // Validated again as a whole, so a built-in's default options and the list's rules are checked as at start-up.
   return parseConfig({ ...config, plugins: { ...config.plugins, list } }, {}, '--plugin')
-}
-
-/** A one-line progress bar on stderr, redrawn at most ten times a second. */
-function progressBar(): { update: (p: ReplayProgress) => void; end: () => void } {
-  const started = Date.now()
-  let last = 0
-  let lastLine = ''
-  const draw = (p: ReplayProgress): void => {
-    const width = 30
-    const ratio = p.total === 0 ? 1 : p.done / p.total
-    const filled = Math.round(ratio * width)
-    const seconds = (Date.now() - started) / 1000
-    const rate = seconds > 0 ? p.done / seconds : 0
-    const eta = rate > 0 ? Math.round((p.total - p.done) / rate) : 0
-    lastLine = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${p.total} attacks  ${rate.toFixed(1)}/s  eta ${eta}s`
-    process.stderr.write(`\r${lastLine}\x1b[K`)
-  }
-  return {
-    update(p) {
-      const now = Date.now()
-      if (now - last < 100 && p.done !== p.total) return
-      last = now
-      draw(p)
-    },
-    end() {
-      if (lastLine !== '') process.stderr.write('\n')
-    },
-  }
 }

@@ -51,8 +51,8 @@ export async function replayAttacks(options: ReplayOptions): Promise<ReplaySumma
   options.signal?.addEventListener('abort', onAbort, { once: true })
   try {
     await host.start()
-    // The same filter as `attacks list`, plus a list of ids; the store has migrated the file, so the plugin tables exist.
-    const selected = filterSql(toAttackFilter(filter), { hasPluginTables: true })
+    // The same filter as `attacks list`, plus a list of ids; the store has migrated the file, so every table exists.
+    const selected = filterSql(toAttackFilter(filter), { hasPluginTables: true, hasTextIndex: true })
     const ids = filter.ids ?? []
     const where = [selected.where.replace(/^WHERE /, ''), ...(ids.length > 0 ? [`id IN (${ids.map(() => '?').join(', ')})`] : [])].filter((c) => c !== '')
     const params = [...selected.params, ...ids]

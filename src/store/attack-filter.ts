@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { Protocol, ResponderMode } from '../attack/attack.js'
+import { HoneytrapError } from '../core/errors.js'
 import { cidrContains, formatIpAddress, parseCidr, parseIpAddress, type CidrRange } from '../config/cidr.js'
 
 /**
@@ -19,6 +20,13 @@ export interface AttackFilter {
   readonly payloadHash?: string // lowercase hex md5 (32), sha256 (64) or sha512 (128) of the attack string
   readonly contains?: Buffer // the attack string holds these bytes
   readonly regex?: RegExp // matched against the attack string read as latin1 (one character per byte)
+  readonly text?: string // an FTS5 query over the printable text of the attack string (attack_text, schema 5)
+}
+
+/** What a database offers the filter: tables added by later migrations. */
+export interface FilterCapabilities {
+  readonly hasPluginTables: boolean // downloads and the other plugin tables (schema 3)
+  readonly hasTextIndex: boolean // attack_text (schema 5)
 }
 
 /** A WHERE clause over `attacks` (no alias) and its positional parameters. */
@@ -73,8 +81,17 @@ export function registerFilterFunctions(db: Database.Database): void {
   })
 }
 
-/** The filter as SQL. Hashes are matched on their own column by length; the plugin tables are used only if present. */
-export function filterSql(filter: AttackFilter, options: { readonly hasPluginTables: boolean; readonly table?: string }): FilterSql {
+/** The tables of `db` that filters may use. */
+export function filterCapabilities(db: Database.Database): FilterCapabilities {
+  const has = (name: string): boolean => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined
+  return { hasPluginTables: has('downloads'), hasTextIndex: has('attack_text') }
+}
+
+/**
+ * The filter as SQL. Hashes are matched on their own column by length; the plugin tables are used only if present.
+ * A full-text filter on a database without the index fails (HT_ERR_CLI_USAGE) rather than match nothing silently.
+ */
+export function filterSql(filter: AttackFilter, options: FilterCapabilities & { readonly table?: string }): FilterSql {
   // Columns are qualified (attacks, or the alias of a query that joins responses, whose sha256 would be ambiguous).
   const t = options.table ?? 'attacks'
   const where: string[] = []
@@ -105,6 +122,17 @@ export function filterSql(filter: AttackFilter, options: { readonly hasPluginTab
   }
   if (filter.contains !== undefined) add(`instr(${t}.payload, ?) > 0`, filter.contains)
   if (filter.regex !== undefined) add(`${REGEXP_FN}(?, ?, ${t}.payload) = 1`, filter.regex.source, filter.regex.flags)
+  if (filter.text !== undefined) {
+    if (!options.hasTextIndex) {
+      throw new HoneytrapError(
+        'HT_ERR_CLI_USAGE',
+        'full-text search (--text, --match) needs the index that schema 5 adds, and this database is older: start the sensor on it once ' +
+          '(honeytrap-ts run migrates at start), or search with --contains or --regex',
+      )
+    }
+    // The index answers with rowids; the planner runs the MATCH once and probes the set row by row.
+    add(`${t}.rowid IN (SELECT rowid FROM attack_text WHERE attack_text MATCH ?)`, filter.text)
+  }
   if (filter.hasDownloads !== undefined) {
     if (!options.hasPluginTables) {
       if (filter.hasDownloads) add('0') // nothing downloaded before schema 3

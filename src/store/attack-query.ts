@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import type { AddressFamily, CloseReason, FallbackReason, Protocol, ResponderMode } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
-import { filterSql, registerFilterFunctions, type AttackFilter } from './attack-filter.js'
+import { filterCapabilities, filterSql, registerFilterFunctions, type AttackFilter } from './attack-filter.js'
 import { APPLICATION_ID, latestSchemaVersion } from './migrate.js'
 
 /**
@@ -171,16 +171,33 @@ export function listAttacks(db: Database.Database, options: ListAttacksOptions):
     ...(options.protocol !== undefined && { protocol: options.protocol }),
     ...(options.dstPort !== undefined && { ports: { from: options.dstPort, to: options.dstPort } }),
   }
-  const { where, params } = filterSql(filter, { hasPluginTables: hasTable(db, 'downloads') })
+  const { where, params } = filterSql(filter, filterCapabilities(db))
+  const from = `attacks${textLed(filter) ? ' INDEXED BY attacks_started_at' : ''}`
   // Both statements in one read transaction, so the total and the page come from the same snapshot.
   const read = db.transaction(() => {
-    const total = db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM attacks ${where}`).get(...params)!.n
+    const total = db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM ${from} ${where}`).get(...params)!.n
     const attacks = db
-      .prepare<unknown[], AttackSummaryRow>(`SELECT ${columnsOf(db).summary} FROM attacks ${where} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?`)
+      .prepare<unknown[], AttackSummaryRow>(`SELECT ${columnsOf(db).summary} FROM ${from} ${where} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?`)
       .all(...params, options.limit, options.offset ?? 0)
     return { total, attacks }
   })
   return read()
+}
+
+/**
+ * True for a full-text search narrowed by time at most. SQLite's planner would then probe attacks once per match of
+ * the index (a common word matches a tenth of a million rows: over 300 ms); walking the time index instead and
+ * testing each row against the matches (a Bloom filter and a set built once) costs one index pass at worst, and a
+ * newest-first page stops after its rows. Measured on a million attacks, bench section f.
+ */
+function textLed(filter: AttackFilter): boolean {
+  return filter.text !== undefined && Object.entries(filter).every(([key, value]) => value === undefined || key === 'text' || key === 'sinceMs' || key === 'untilMs')
+}
+
+/** How many attacks `filter` selects. */
+export function countAttacks(db: Database.Database, filter: AttackFilter = {}): number {
+  const { where, params } = filterSql(filter, filterCapabilities(db))
+  return db.prepare<unknown[], { n: number }>(`SELECT count(*) AS n FROM attacks ${where}`).get(...params)!.n
 }
 
 /** True when the database has table `name` (older schemas lack the later tables). */
@@ -195,7 +212,7 @@ export function getAttackRow(db: Database.Database, id: string): AttackRow | und
 
 /** Every attack `filter` selects, oldest first, one row at a time: memory stays flat however large the database is. */
 export function iterateAttacks(db: Database.Database, filter: AttackFilter = {}): IterableIterator<AttackRow> {
-  const { where, params } = filterSql(filter, { hasPluginTables: hasTable(db, 'downloads'), table: 'a' })
+  const { where, params } = filterSql(filter, { ...filterCapabilities(db), table: 'a' })
   return db.prepare<unknown[], AttackRow>(`SELECT ${columnsOf(db).full} ${where} ORDER BY a.started_at ASC, a.id ASC`).iterate(...params)
 }
 

@@ -41,11 +41,27 @@ export function* jsonArray(records: Iterable<string>): Generator<string> {
   yield '\n]\n'
 }
 
-/** Writes the lines (each gets a newline unless it has one, or `newline: false`), waiting for 'drain': constant memory. */
+// Lines are joined into chunks of about this many characters before they are written: one write per line costs a
+// stream round trip each, a third of a 100,000-attack export's time.
+const WRITE_CHUNK_CHARS = 256 * 1024
+
+/** Writes the lines (each gets a newline unless it has one, or `newline: false`), waiting for 'drain': bounded memory. */
 export async function writeLines(out: Writable, lines: Iterable<string>, options: { readonly newline?: boolean } = {}): Promise<void> {
-  for (const line of lines) {
-    if (!out.write(options.newline === false || line.endsWith('\n') ? line : `${line}\n`)) await once(out, 'drain')
+  let chunk: string[] = []
+  let chars = 0
+  const flush = async (): Promise<void> => {
+    const text = chunk.join('')
+    chunk = []
+    chars = 0
+    if (!out.write(text)) await once(out, 'drain')
   }
+  for (const line of lines) {
+    const text = options.newline === false || line.endsWith('\n') ? line : `${line}\n`
+    chunk.push(text)
+    chars += text.length
+    if (chars >= WRITE_CHUNK_CHARS) await flush()
+  }
+  if (chunk.length > 0) await flush()
 }
 
 /**

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type Database from 'better-sqlite3'
 import { HoneytrapError } from '../core/errors.js'
+import { printableText } from './printable-text.js'
 
 /** One schema step: `NNN-name.sql` becomes version NNN. */
 export interface Migration {
@@ -72,6 +73,8 @@ export function migrate(db: Database.Database, options: MigrateOptions = {}): Mi
     return version
   })
   const fromVersion = readVersion.immediate()
+  // Functions the migration SQL calls (005 fills the full-text index from the stored payloads).
+  db.function('ht_printable', { deterministic: true }, (payload: unknown) => (Buffer.isBuffer(payload) ? printableText(payload) : ''))
   const applied: string[] = []
   for (const migration of migrations) {
     const step = db.transaction(() => {

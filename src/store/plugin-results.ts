@@ -58,20 +58,28 @@ export function pluginResultsReader(db: Database.Database): (attackId: string) =
   const downloads = db.prepare<[string], { plugin: string; subject_sha256: string; url: string; outcome: string; reason: string | null; address: string | null; bytes: number; sha256: string | null; started_at: number; duration_ms: number }>(
     'SELECT plugin, subject_sha256, url, outcome, reason, address, bytes, sha256, started_at, duration_ms FROM downloads WHERE attack_id = ? ORDER BY id',
   )
-  return (attackId) => ({
-    plugin_runs: runs.all(attackId).map((r) => ({ ...r, started_at: new Date(r.started_at).toISOString() })),
-    artifacts: artifacts.all(attackId).map((a) => ({
-      plugin: a.plugin,
-      subject_sha256: a.subject_sha256,
-      kind: a.kind,
-      match_key: a.match_key,
-      info: parseInfo(a.info),
-      sha256: a.sha256,
-      size: a.size,
-      data_base64: a.data === null ? null : a.data.toString('base64'),
-    })),
-    downloads: downloads.all(attackId).map((d) => ({ ...d, started_at: new Date(d.started_at).toISOString() })),
-  })
+  return (attackId) => {
+    const attackRuns = runs.all(attackId)
+    // Artifacts and downloads belong to a run: an attack without runs has neither, and two queries are saved.
+    if (attackRuns.length === 0) return EMPTY
+    return readResults(attackId, attackRuns)
+  }
+  function readResults(attackId: string, attackRuns: ReturnType<typeof runs.all>): PluginResults {
+    return {
+      plugin_runs: attackRuns.map((r) => ({ ...r, started_at: new Date(r.started_at).toISOString() })),
+      artifacts: artifacts.all(attackId).map((a) => ({
+        plugin: a.plugin,
+        subject_sha256: a.subject_sha256,
+        kind: a.kind,
+        match_key: a.match_key,
+        info: parseInfo(a.info),
+        sha256: a.sha256,
+        size: a.size,
+        data_base64: a.data === null ? null : a.data.toString('base64'),
+      })),
+      downloads: downloads.all(attackId).map((d) => ({ ...d, started_at: new Date(d.started_at).toISOString() })),
+    }
+  }
 }
 
 function parseInfo(text: string): unknown {

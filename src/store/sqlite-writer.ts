@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Attack } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { migrate } from './migrate.js'
+import { printableText } from './printable-text.js'
 
 /** What one write of a batch did. */
 export interface BatchResult {
@@ -24,11 +25,14 @@ const COLUMNS = [
 ] as const
 const INSERT_SQL = `INSERT INTO attacks (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`
 const INSERT_RESPONSE_SQL = 'INSERT OR IGNORE INTO responses (sha256, data) VALUES (?, ?)'
+// The full-text index row of an attack, keyed by its rowid (migration 005).
+const INSERT_TEXT_SQL = 'INSERT INTO attack_text (rowid, text) VALUES (?, ?)'
 
 interface Row {
   readonly attack: Attack
   readonly sha256: string
   readonly responseSha256: string
+  readonly text: string // printable text for the full-text index; '' adds no index row
   readonly values: readonly (string | number | Buffer | null)[]
 }
 
@@ -49,6 +53,7 @@ function hashRow(a: Attack): Row {
     attack: a,
     sha256,
     responseSha256,
+    text: printableText(a.payload),
     values: [
       a.id,
       a.protocol,
@@ -101,6 +106,7 @@ export class SqliteWriter {
     this.#log = log
     const insert = db.prepare(INSERT_SQL)
     const insertResponse = db.prepare(INSERT_RESPONSE_SQL)
+    const insertText = db.prepare(INSERT_TEXT_SQL)
     this.#insertAll = db.transaction((rows: readonly Row[]) => {
       // Each distinct response once per batch: a template sent to the 250 attackers of a batch costs one statement.
       // Never remembered across batches: `db retention` (another process) may remove a response between two, and a
@@ -111,7 +117,8 @@ export class SqliteWriter {
           insertResponse.run(row.responseSha256, row.attack.response)
           inBatch.add(row.responseSha256)
         }
-        insert.run(row.values)
+        const { lastInsertRowid } = insert.run(row.values)
+        if (row.text !== '') insertText.run(lastInsertRowid, row.text)
       }
     })
   }

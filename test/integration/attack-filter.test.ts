@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -9,6 +9,7 @@ import type { Attack } from '../../src/attack/attack.js'
 import { parseFilterFlags, type FilterFlagValues } from '../../src/cli/filter-flags.js'
 import { hasErrorCode } from '../../src/core/errors.js'
 import { listAttacks, openAttackDatabase } from '../../src/store/attack-query.js'
+import { loadMigrations, migrate, type Migration } from '../../src/store/migrate.js'
 import { attackStats } from '../../src/store/attack-stats.js'
 import { formatAttackStats } from '../../src/cli/stats-format.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
@@ -76,6 +77,14 @@ async function seeded(): Promise<Database.Database> {
   return db
 }
 
+/** A migrations folder holding only `migrations`: a database left at an older schema, as an older sensor wrote it. */
+function copyMigrations(dir: string, migrations: readonly Migration[]): string {
+  const folder = join(dir, 'migrations')
+  mkdirSync(folder)
+  for (const m of migrations) writeFileSync(join(folder, m.name), m.sql)
+  return folder
+}
+
 function ids(db: Database.Database, flags: FilterFlagValues): string[] {
   const page = listAttacks(db, { limit: 100, filter: parseFilterFlags(flags, BASE_MS + 3_600_000) })
   expect(page.total).toBe(page.attacks.length)
@@ -112,6 +121,56 @@ describe('attacks list filters', () => {
     expect(ids(db, { source: '203.0.113.0/24', port: '80-8443', protocol: 'tcp', regex: 'HTTP', 'has-downloads': true })).toEqual(['A'])
   })
 
+  it('searches the printable text with --text and --match, in step with the writer', async () => {
+    const db = await seeded()
+    expect(ids(db, { text: 'wget' })).toEqual(['A'])
+    expect(ids(db, { text: 'WGET x.sh' })).toEqual(['A']) // case-insensitive; "x.sh" is the phrase x sh
+    expect(ids(db, { text: '/bin/busybox' })).toEqual(['D'])
+    expect(ids(db, { text: 'busybox wget' })).toEqual([]) // every word must be there
+    expect(ids(db, { text: 'HTTP/1.1' })).toEqual(['A', 'B'])
+    expect(ids(db, { text: 'SMB' })).toEqual([]) // "\xffSMBr" is a run of 4 with r, SMBr: a word of its own
+    expect(ids(db, { text: 'SMBr' })).toEqual(['C'])
+    expect(ids(db, { match: 'wget OR ViewLog' })).toEqual(['A', 'B'])
+    expect(ids(db, { match: 'busy*' })).toEqual(['D'])
+    expect(ids(db, { match: 'HTTP NOT shell' })).toEqual(['B'])
+    expect(ids(db, { match: 'NEAR(OPTIONS SIP, 5)' })).toEqual(['E'])
+    expect(ids(db, { text: 'HTTP', match: 'cgi OR tmp', port: '80' })).toEqual(['A'])
+    // Retention's deletes take the index rows with them (trigger): a search never names a missing attack.
+    const path = db.name
+    const rw = new Database(path)
+    rw.prepare("DELETE FROM attacks WHERE id LIKE '%A'").run()
+    expect(rw.prepare<[], { n: number }>("SELECT count(*) AS n FROM attack_text WHERE attack_text MATCH 'wget'").get()!.n).toBe(0)
+    rw.close()
+    expect(ids(db, { text: 'wget' })).toEqual([])
+  })
+
+  it('indexes what was stored before schema 5 when the sensor migrates the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ht-fts-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const path = join(dir, 'attacks.db')
+    const old = new Database(path)
+    const through4 = loadMigrations().slice(0, 4)
+    migrate(old, { migrationsDir: copyMigrations(dir, through4) })
+    expect(Number(old.pragma('user_version', { simple: true }))).toBe(4)
+    old.prepare(
+      `INSERT INTO attacks (id, protocol, family, mode, src_ip, src_port, dst_ip, dst_port, started_at, ended_at, close_reason, bytes_received,
+       bytes_sent, truncated, payload, payload_size, md5, sha256, sha512) VALUES ('01JZOLD', 'tcp', 4, 'normal', '203.0.113.1', 1, '192.0.2.1', 23,
+       0, 1, 'peer-closed', 11, 0, 0, ?, 11, 'm', 's', 'x')`,
+    ).run(Buffer.from('enable\x00shell', 'latin1'))
+    // Read-only, as the CLI opens it: the search names the fix instead of finding nothing.
+    const before = openAttackDatabase(path)
+    expect(() => listAttacks(before, { limit: 10, filter: parseFilterFlags({ text: 'shell' }) })).toThrow(/needs the index that schema 5 adds.*start the sensor on it once/)
+    before.close()
+    migrate(old)
+    old.close()
+    const after = openAttackDatabase(path)
+    onTestFinished(() => {
+      after.close()
+    })
+    expect(listAttacks(after, { limit: 10, filter: parseFilterFlags({ text: 'shell' }) }).attacks.map((a) => a.id)).toEqual(['01JZOLD'])
+    expect(listAttacks(after, { limit: 10, filter: parseFilterFlags({ text: 'enable' }) }).total).toBe(1)
+  })
+
   it('pages in time order with the total of the whole selection', async () => {
     const db = await seeded()
     const page = listAttacks(db, { limit: 2, offset: 1, filter: parseFilterFlags({ protocol: 'tcp' }) })
@@ -136,6 +195,11 @@ describe('attacks list filters', () => {
       [{ regex: '(' }, /--regex "\(" is not a valid regular expression/],
       [{ 'has-downloads': true, 'no-downloads': true }, /exclude each other/],
       [{ source: '\u001b[31mred' }, /--source "\?\[31mred"/], // control bytes never echoed back
+      [{ text: '   ' }, /--text needs at least one word/],
+      [{ text: 'wget /' }, /--text: "\/" has no letter or digit.*--contains/],
+      [{ match: 'wget http://x' }, /--match "wget http:\/\/x" is not a valid full-text query \(no such column: http\)/],
+      [{ match: '"open' }, /--match .* is not a valid full-text query \(unterminated string\)/],
+      [{ match: 'a OR' }, /--match "a OR" is not a valid full-text query \(syntax error/],
     ]
     for (const [flags, message] of cases) {
       let caught: unknown

@@ -254,7 +254,7 @@ describe('sqlite store', () => {
     track(db)
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
     expect(db.pragma('user_version', { simple: true })).toBe(latestSchemaVersion())
-    expect(latestSchemaVersion()).toBe(4)
+    expect(latestSchemaVersion()).toBe(5)
   })
 
   it('batches a burst into few transactions', async () => {

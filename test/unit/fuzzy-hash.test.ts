@@ -8,23 +8,14 @@ import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { createFuzzyHashPlugin, FuzzyHashOptions } from '../../src/plugins/analyzers/fuzzy-hash.js'
 import { compareFuzzyHashes, fuzzyHashOf, parseFuzzyHash } from '../../src/plugins/analyzers/ssdeep.js'
 import type { ArtifactHistory, ArtifactKind, JsonValue } from '../../src/plugins/plugin.js'
+import { createSeededRandom } from '../../src/core/seeded-random.js'
 import { attackOf, runPlugin, sha256Hex, subjectOf } from '../helpers/plugin-harness.js'
 
 // The reference is Debian's ssdeep 2.14 (package `ssdeep`): every hash and score here is checked against the program.
 const run = promisify(execFile)
 const SSDEEP_HEADER = 'ssdeep,1.1--blocksize:hash:hash,filename'
 
-/** mulberry32: a seeded generator, so a failing corpus is the same on the next run. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
+const generator = createSeededRandom // seeded, so a failing corpus is the same on the next run
 
 function randomBuffer(next: () => number, size: number): Buffer {
   const out = Buffer.alloc(size)
