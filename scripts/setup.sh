@@ -24,9 +24,10 @@ if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.
   exit 1
 fi
 
-# Build tools for the native addons (better-sqlite3 compiles SQLite; nfqueue links libnetfilter_queue), and the
-# tools the sensor and its tests call: iptables (nft backend), iproute2 (ip netns), ss, prlimit.
-packages=(iptables libnetfilter-queue-dev build-essential python3 iproute2 procps util-linux kmod ca-certificates)
+# Build tools for the native addons (better-sqlite3 compiles SQLite; nfqueue links libnetfilter_queue; cap links
+# libpcap; native/ compiles the BPF programs with clang and links its addon with libbpf), and the tools the sensor and
+# its tests call: iptables (nft backend), iproute2 (ip netns), ss, prlimit.
+packages=(iptables libnetfilter-queue-dev libpcap-dev clang libbpf-dev build-essential python3 iproute2 procps util-linux kmod ca-certificates)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,11 +36,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The tests also run the plugins against real servers and tools from Debian: an FTP server (pyftpdlib), a TFTP server
-# (tftpd-hpa), clamd, ssdeep, file, openssl and tshark (which checks the pcap export). Only the test command installs them, and none of their services may
+# (tftpd-hpa), clamd, ssdeep, file, openssl, tshark (which checks the pcap export and the pcap monitor) and bpftool
+# (which checks that nothing stays attached after the sensor dies). Only the test command installs them, and none of their services may
 # start: tftpd-hpa would listen on port 69 of the host and clamav-freshclam would fetch signatures from the internet.
 # The tests start the daemons they need themselves, on loopback, and stop them by PID.
 if [ "$mode" = test ]; then
-  test_packages=(python3-pyftpdlib tftpd-hpa clamav-daemon ssdeep file openssl tshark)
+  test_packages=(python3-pyftpdlib tftpd-hpa clamav-daemon ssdeep file openssl tshark bpftool)
   missing=()
   for p in "${test_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -65,6 +67,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build --silent
+# The eBPF programs and their addon (native/): built here, not by npm ci, so a machine without clang can still install.
+npm run build:native --silent
 
 case "$mode" in
   run) exec node dist/cli/cli.js run "$@" ;;

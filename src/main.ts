@@ -5,6 +5,7 @@ import { parsePortSpec, type PortRange } from './config/port-spec.js'
 import type { Config } from './config/schema.js'
 import { NfqueueSource } from './monitor/nfqueue-source.js'
 import type { PacketSource } from './monitor/packet-source.js'
+import { PcapSource } from './monitor/pcap-source.js'
 import { startPipeline, type PipelineHandle } from './plugins/pipeline-launcher.js'
 import { pipelineSettings } from './plugins/pipeline-settings.js'
 import { createResponders, type ResponderSet } from './responders/responder-set.js'
@@ -72,6 +73,21 @@ export async function resolveExcludes(config: Config): Promise<PortRange[]> {
   }
   ranges.push(...sshExcludeRanges(await detectSshPorts()))
   return ranges
+}
+
+/** The packet source `monitor.type` names. Neither opens anything before start(). */
+function createMonitor(config: Config, excluded: readonly PortRange[], log: Logger): PacketSource {
+  if (config.monitor.type === 'pcap') {
+    const pcap = config.monitor.pcap
+    return new PcapSource({ interface: pcap.interface, exclude: excluded, bufferBytes: pcap.bufferBytes, snapLength: pcap.snapLength, log })
+  }
+  return new NfqueueSource({
+    queue: config.monitor.queue,
+    queues: config.monitor.queues,
+    bufferBytes: config.monitor.queueBufferBytes,
+    maxHoldMs: config.monitor.maxHoldMs,
+    log,
+  })
 }
 
 /** The supervisor and its responders, wired from the config (also by the tests, so they run what the sensor runs). */
@@ -153,13 +169,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     log,
   })
 
-  const monitor = new NfqueueSource({
-    queue: config.monitor.queue,
-    queues: config.monitor.queues,
-    bufferBytes: config.monitor.queueBufferBytes,
-    maxHoldMs: config.monitor.maxHoldMs,
-    log,
-  })
+  const monitor = createMonitor(config, excluded, log)
   // The one teardown, in data-flow order: no new attempts, sessions ended and recorded, everything stored.
   const teardown = async (): Promise<void> => {
     await monitor.stop()
@@ -184,7 +194,8 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     includeLoopback: config.rules.includeLoopback,
   }
   let rules: InstallReport | null = null
-  if (config.rules.manage) {
+  // Only the NFQUEUE monitor needs capture rules; a pcap capture sees traffic as it is.
+  if (config.rules.manage && config.monitor.type === 'nfqueue') {
     try {
       rules = await installRules(ruleOptions, { log })
     } catch (err) {
@@ -233,6 +244,15 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     return stopping
   }
 
-  log.info({ queue: config.monitor.queue, db: config.store.path, templates: templates.size, rules: config.rules.manage }, 'sensor started')
+  log.info(
+    {
+      monitor: config.monitor.type,
+      ...(config.monitor.type === 'nfqueue' ? { queue: config.monitor.queue } : { interface: config.monitor.pcap.interface }),
+      db: config.store.path,
+      templates: templates.size,
+      rules: rules !== null,
+    },
+    'sensor started',
+  )
   return { supervisor, monitor, store, templates, responders, pipeline, stop }
 }

@@ -9,6 +9,7 @@ export async function runRunCommand(args: readonly string[]): Promise<number> {
   const { values } = parseFlags('run', args, {
     config: { type: 'string' },
     queue: { type: 'string' },
+    monitor: { type: 'string' },
     db: { type: 'string' },
     templates: { type: 'string' },
     'no-rules': { type: 'boolean' },
@@ -19,6 +20,7 @@ export async function runRunCommand(args: readonly string[]): Promise<number> {
   const queue = intFlag('queue', values.queue, 0, 65_535)
   const config = await loadConfigIsolated(values.config, {
     ...(queue !== undefined && { queue }),
+    ...(values.monitor !== undefined && { monitor: values.monitor }),
     ...(values.db !== undefined && { dbPath: values.db }),
     ...(values.templates !== undefined && { templatesDir: values.templates }),
     ...(values['no-rules'] === true && { manageRules: false }),

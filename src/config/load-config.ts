@@ -8,6 +8,7 @@ import { ConfigSchema, type Config } from './schema.js'
 /** Values given on the command line; they override the file. */
 export interface ConfigOverrides {
   readonly queue?: number
+  readonly monitor?: string
   readonly dbPath?: string
   readonly templatesDir?: string
   readonly manageRules?: boolean
@@ -36,6 +37,7 @@ function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
     return copy
   }
   if (overrides.queue !== undefined) section('monitor')['queue'] = overrides.queue
+  if (overrides.monitor !== undefined) section('monitor')['type'] = overrides.monitor
   if (overrides.dbPath !== undefined) section('store')['path'] = overrides.dbPath
   if (overrides.templatesDir !== undefined) section('responder')['templatesDir'] = overrides.templatesDir
   if (overrides.manageRules !== undefined) section('rules')['manage'] = overrides.manageRules

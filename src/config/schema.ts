@@ -49,13 +49,23 @@ const ProxyTarget = z.strictObject({
 export const ConfigSchema = z.strictObject({
   monitor: z
     .strictObject({
-      type: z.literal('nfqueue').default('nfqueue'),
+      // nfqueue: an iptables NFQUEUE rule holds each new SYN until its port is bound (no attempt lost). pcap: a libpcap
+      // capture, for hosts without NFQUEUE; it only observes, so the first attempt at each new port is lost.
+      type: z.enum(['nfqueue', 'pcap']).default('nfqueue'),
       queue: z.number().int().min(0).max(65_535).default(0), // first NFQUEUE number, as in the rules
       // Queues queue .. queue + queues - 1, flows balanced over them: each is read through its own socket, so a busy
       // event loop still takes several SYNs per turn, and the kernel holds queues × 1,024 of them before dropping.
       queues: z.number().int().min(1).max(16).default(4),
       queueBufferBytes: PositiveInt.default(8 * 1024 * 1024), // netlink receive buffer: absorbs SYN bursts
       maxHoldMs: PositiveInt.default(2_000), // a SYN held for a bind is accepted after this, bound or not
+      pcap: z
+        .strictObject({
+          // A device (eth0) or 'any' (every interface); rules.interface does not apply: no rules are installed.
+          interface: z.string().regex(/^(?:any|[A-Za-z0-9_.:+-]{1,15})$/, 'an interface name such as eth0, or any').default('any'),
+          bufferBytes: PositiveInt.min(65_536).default(8 * 1024 * 1024), // the kernel capture buffer: absorbs SYN bursts
+          snapLength: z.number().int().min(96).max(65_535).default(256), // bytes of each frame read: the headers
+        })
+        .prefault({}),
     })
     .refine((m) => m.queue + m.queues - 1 <= 65_535, { message: 'queue + queues - 1 must not pass 65535', path: ['queues'] })
     .prefault({}),

@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   HT_ERR_CONFIG_READ: 'the configuration file could not be read or is not valid YAML',
   HT_ERR_CLI_USAGE: 'the command line is malformed (unknown command, flag or argument)',
   HT_ERR_NOT_ROOT: 'the operation needs root (CAP_NET_ADMIN) and the process does not have it',
-  HT_ERR_MONITOR_OPEN: 'the packet monitor could not be opened (queue already bound, no nfnetlink_queue, no privilege)',
+  HT_ERR_MONITOR_OPEN: 'the packet monitor could not be opened (queue already bound, no nfnetlink_queue, no such interface, addon not built, no privilege)',
   HT_ERR_RULES: 'an iptables/ip6tables command failed',
   HT_ERR_STORE_OPEN: 'the SQLite database could not be opened or migrated',
   HT_ERR_NETNS: 'a network namespace operation (demo, tests) failed',

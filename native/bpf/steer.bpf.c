@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * sk_lookup steering for honeytrap-ts (`monitor: ebpf`).
+ *
+ * Every new inbound TCP connection and every UDP datagram that has no connected socket goes through this program
+ * before the kernel looks for a listener. Unless the destination port is in `pass_ports` (a real service, an excluded
+ * or ignored port, or a UDP port the sensor has bound itself), it hands the packet to one of the sensor's catch-all
+ * sockets in `sockets`. It never drops: on any doubt it returns SK_PASS without assigning, and the kernel's normal
+ * lookup decides, exactly as if the program were not there.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+
+#include "steer.h"
+
+/* Keys: STEER_SOCK_TCP, STEER_SOCK_UDP (dual-stack [::] sockets), then optional per-family ones. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, STEER_SOCK_KEYS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sockets SEC(".maps");
+
+/* Presence means "leave this port to the kernel". Value unused (1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_PASS_PORTS_MAX);
+	__type(key, struct steer_port_key);
+	__type(value, __u8);
+} pass_ports SEC(".maps");
+
+/* Destination addresses to steer, as IPv6 (IPv4 v4-mapped, ::ffff:a.b.c.d). Only consulted when the filter is on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STEER_ADDRS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct steer_addr_key);
+	__type(value, __u8);
+} dst_addrs SEC(".maps");
+
+/* STEER_SET_* switches written by user space; an array so it exists (zeroed) without any update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STEER_SET_COUNT);
+	__type(key, __u32);
+	__type(value, __u32);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_CNT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &which);
+
+	if (value)
+		*value += 1;
+}
+
+static __always_inline __u32 setting(__u32 which)
+{
+	__u32 *value = bpf_map_lookup_elem(&settings, &which);
+
+	return value ? *value : 0;
+}
+
+static __always_inline int address_wanted(struct bpf_sk_lookup *ctx)
+{
+	struct steer_addr_key key = { .prefixlen = 128 };
+
+	if (!setting(STEER_SET_ADDR_FILTER))
+		return 1;
+	if (ctx->family == 2 /* AF_INET */) {
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &ctx->local_ip4, 4);
+	} else {
+		/* Copy word by word: the context only allows 4-byte reads of local_ip6. */
+		__u32 w0 = ctx->local_ip6[0], w1 = ctx->local_ip6[1], w2 = ctx->local_ip6[2], w3 = ctx->local_ip6[3];
+
+		__builtin_memcpy(&key.addr[0], &w0, 4);
+		__builtin_memcpy(&key.addr[4], &w1, 4);
+		__builtin_memcpy(&key.addr[8], &w2, 4);
+		__builtin_memcpy(&key.addr[12], &w3, 4);
+	}
+	return bpf_map_lookup_elem(&dst_addrs, &key) != NULL;
+}
+
+SEC("sk_lookup")
+int honeytrap_steer(struct bpf_sk_lookup *ctx)
+{
+	struct steer_port_key port_key = {};
+	__u32 sock_key;
+	struct bpf_sock *sk;
+	long err;
+
+	if (ctx->protocol == IPPROTO_TCP)
+		sock_key = STEER_SOCK_TCP;
+	else if (ctx->protocol == IPPROTO_UDP)
+		sock_key = STEER_SOCK_UDP;
+	else
+		return SK_PASS;
+
+	/* Loopback is ifindex 1 in every namespace; local clients of local services are not attackers. */
+	if (ctx->ingress_ifindex == 1 && !setting(STEER_SET_LOOPBACK))
+		goto pass;
+
+	port_key.protocol = ctx->protocol;
+	port_key.port = (__u16)ctx->local_port; /* host byte order in this context */
+	if (bpf_map_lookup_elem(&pass_ports, &port_key))
+		goto pass;
+	if (!address_wanted(ctx))
+		goto pass;
+
+	/* Per-family sockets, when user space set them, win over the dual-stack one. */
+	if (setting(STEER_SET_PER_FAMILY))
+		sock_key += ctx->family == 2 ? STEER_SOCK_V4_OFFSET : STEER_SOCK_V6_OFFSET;
+
+	sk = bpf_map_lookup_elem(&sockets, &sock_key);
+	if (!sk) {
+		count(STEER_CNT_NO_SOCKET);
+		return SK_PASS;
+	}
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		count(STEER_CNT_ASSIGN_ERROR);
+		return SK_PASS;
+	}
+	count(STEER_CNT_STEERED);
+	return SK_PASS;
+pass:
+	count(STEER_CNT_PASSED);
+	return SK_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,241 @@
+import { createRequire } from 'node:module'
+import type { Socket as DgramSocket } from 'node:dgram'
+import type { Server } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import type { Protocol } from '../../attack/attack.js'
+import { HoneytrapError } from '../../core/errors.js'
+import { parseSynBatch, type SynRecord } from './syn-record.js'
+import { parseUdpBatch, type UdpDatagram } from './udp-record.js'
+
+// src/monitor/ebpf and dist/monitor/ebpf are both three levels below the package root, where native/build/ lives.
+const NATIVE_BUILD = fileURLToPath(new URL('../../../native/build/', import.meta.url))
+export const DEFAULT_STEER_OBJECT = `${NATIVE_BUILD}bpf/steer.bpf.o`
+export const DEFAULT_SYNFACTS_OBJECT = `${NATIVE_BUILD}bpf/synfacts.bpf.o`
+const ADDON_PATH = `${NATIVE_BUILD}Release/honeytrap_bpf.node`
+
+/** Keys of the steering program's socket map (native/bpf/steer.h). */
+const SOCKET_KEYS = { tcp: 0, udp: 1, tcp4: 2, udp4: 3, tcp6: 4, udp6: 5 } as const
+export type SteeringSocketKey = keyof typeof SOCKET_KEYS
+
+export interface SteeringCounters {
+  readonly steered: number
+  readonly passed: number // left to the kernel on purpose (pass port, address filter, loopback)
+  readonly noSocket: number // wanted steering, but the socket map had no socket for it
+  readonly assignErrors: number
+  readonly attached: boolean
+}
+
+/** The sk_lookup program, loaded; it steers nothing until attach(). Every method throws HoneytrapError on failure. */
+export interface SteeringHandle {
+  /** Attaches to the netns through a link held by this process, never pinned: process death detaches it. */
+  attach(): void
+  /** Puts a listening TCP or bound UDP socket in the map; null removes it (its traffic goes back to the kernel). */
+  setSocket(key: SteeringSocketKey, fd: number | null): void
+  /** pass = true: the port is left to the kernel's normal lookup (a real service, an excluded or ignored port). */
+  passPort(protocol: Protocol, port: number, pass: boolean): void
+  /** Steers only traffic to these addresses or prefixes ("198.18.0.1", "fd00::/8"); [] steers every address. */
+  setAddresses(prefixes: readonly string[]): void
+  /** Steers traffic arriving on lo too (off by default, like the NFQUEUE rules' includeLoopback). */
+  setLoopback(on: boolean): void
+  /** Uses the per-family keys tcp4/udp4/tcp6/udp6 instead of the dual-stack tcp/udp ones. */
+  setPerFamily(on: boolean): void
+  counters(): SteeringCounters
+  /** Detaches and frees the program and maps. Idempotent. */
+  close(): void
+}
+
+export type XdpMode = 'native' | 'generic'
+export interface XdpAttachment {
+  readonly name: string
+  readonly ifindex: number
+  readonly mode: XdpMode
+}
+
+export interface SynFactsStats {
+  readonly records: number // read from the ring buffer
+  readonly lost: number // the ring was full in the kernel
+  readonly dropped: number // JS was too far behind; records dropped in the addon
+  readonly batches: number
+  readonly unparsable: number
+  readonly callbackErrors: number
+}
+
+export interface SynFactsHandle {
+  interfaces(): readonly XdpAttachment[]
+  stats(): SynFactsStats
+  /** Stops the reader thread and detaches from every interface. Idempotent; no records are delivered after it. */
+  close(): void
+}
+
+export interface UdpCatchAllStats {
+  readonly datagrams: number
+  readonly dropped: number
+  readonly batches: number
+  readonly unparsable: number
+  readonly callbackErrors: number
+}
+
+/** A dual-stack [::] UDP socket read with recvmsg, so each datagram comes with its original destination. */
+export interface UdpCatchAllHandle {
+  readonly fd: number // for SteeringHandle.setSocket('udp', fd)
+  readonly port: number // the port it is bound to
+  stats(): UdpCatchAllStats
+  close(): void
+}
+
+interface NativeSteering {
+  attach(): void
+  setSocket(key: number, fd: number): void
+  passPort(protocol: Protocol, port: number, pass: boolean): void
+  setAddresses(prefixes: readonly string[]): void
+  setSetting(name: 'loopback' | 'per-family', on: boolean): void
+  counters(): SteeringCounters
+  close(): void
+}
+interface NativeSynFacts {
+  interfaces(): XdpAttachment[]
+  stats(): { records: number; lost: number; dropped: number; batches: number }
+  close(): void
+}
+interface NativeUdp {
+  fd(): number
+  port(): number
+  stats(): { datagrams: number; dropped: number; batches: number }
+  close(): void
+}
+interface Addon {
+  openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
+  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void }): NativeSynFacts
+  openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
+}
+
+let addon: Addon | null = null
+
+// The only importer of the addon, loaded on first use so that every other command works without it built.
+function loadAddon(): Addon {
+  if (addon !== null) return addon
+  try {
+    addon = createRequire(import.meta.url)(ADDON_PATH) as Addon
+  } catch (err) {
+    throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the eBPF addon is not built; run `npm run build:native` (needs clang and libbpf-dev)', { cause: err })
+  }
+  return addon
+}
+
+/** Runs one addon call; its Error (message naming the libbpf step and errno) becomes the cause of a HoneytrapError. */
+function call<T>(what: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw new HoneytrapError('HT_ERR_MONITOR_OPEN', `${what}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Loads the sk_lookup steering program for this process's netns (or `netnsPath`). */
+export function openSteering(options: { readonly objectPath?: string; readonly netnsPath?: string } = {}): SteeringHandle {
+  const native = loadAddon()
+  const steering = call('ebpf steering', () =>
+    native.openSteering({ objectPath: options.objectPath ?? DEFAULT_STEER_OBJECT, ...(options.netnsPath === undefined ? {} : { netnsPath: options.netnsPath }) }),
+  )
+  return {
+    attach: () => call('ebpf steering attach', () => steering.attach()),
+    setSocket: (key, fd) => call(`ebpf steering socket ${key}`, () => steering.setSocket(SOCKET_KEYS[key], fd ?? -1)),
+    passPort: (protocol, port, pass) => call(`ebpf steering pass ${port}/${protocol}`, () => steering.passPort(protocol, port, pass)),
+    setAddresses: (prefixes) => call('ebpf steering addresses', () => steering.setAddresses(prefixes)),
+    setLoopback: (on) => call('ebpf steering loopback', () => steering.setSetting('loopback', on)),
+    setPerFamily: (on) => call('ebpf steering per-family', () => steering.setSetting('per-family', on)),
+    counters: () => call('ebpf steering counters', () => steering.counters()),
+    close: () => steering.close(),
+  }
+}
+
+export interface SynFactsOptions {
+  readonly objectPath?: string
+  readonly interfaces: readonly string[]
+  /** Called with each batch; what it throws is counted in callbackErrors and goes no further. */
+  readonly onRecords: (records: readonly SynRecord[]) => void
+}
+
+/** Attaches the XDP SYN-facts program to each interface and delivers its records in batches. */
+export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
+  const native = loadAddon()
+  let closed = false
+  const own = { unparsable: 0, callbackErrors: 0 }
+  const onRecords = (batch: Buffer): void => {
+    if (closed) return
+    const { records, unparsable } = parseSynBatch(batch)
+    own.unparsable += unparsable
+    try {
+      if (records.length > 0) options.onRecords(records)
+    } catch {
+      own.callbackErrors++
+    }
+  }
+  const facts = call('ebpf syn facts', () =>
+    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords }),
+  )
+  return {
+    interfaces: () => facts.interfaces(),
+    stats: () => ({ ...facts.stats(), ...own }),
+    close: () => {
+      closed = true
+      facts.close()
+    },
+  }
+}
+
+export interface UdpCatchAllOptions {
+  readonly port?: number // 0 (default): any free port; sk_lookup steers every port to it whatever it is
+  readonly maxPayloadBytes?: number // bytes kept per datagram, up to 65535 (the default)
+  readonly onDatagrams: (datagrams: readonly UdpDatagram[]) => void
+}
+
+/** Opens the catch-all UDP socket, read on the addon's own thread. */
+export function openUdpCatchAll(options: UdpCatchAllOptions): UdpCatchAllHandle {
+  const native = loadAddon()
+  let closed = false
+  const own = { unparsable: 0, callbackErrors: 0 }
+  const onDatagrams = (batch: Buffer): void => {
+    if (closed) return
+    const { datagrams, unparsable } = parseUdpBatch(batch)
+    own.unparsable += unparsable
+    try {
+      if (datagrams.length > 0) options.onDatagrams(datagrams)
+    } catch {
+      own.callbackErrors++
+    }
+  }
+  const udp = call('ebpf udp catch-all', () =>
+    native.openUdpCatchAll({
+      onDatagrams,
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.maxPayloadBytes === undefined ? {} : { maxPayloadBytes: options.maxPayloadBytes }),
+    }),
+  )
+  return {
+    fd: udp.fd(),
+    port: udp.port(),
+    stats: () => ({ ...udp.stats(), ...own }),
+    close: () => {
+      closed = true
+      udp.close()
+    },
+  }
+}
+
+/**
+ * The file descriptor under a listening net.Server or a bound dgram socket, for setSocket. Node has no public API
+ * for it: a dgram socket keeps its UDP handle under the symbol described 'state symbol' (its `_handle` getter is
+ * deprecated, DEP0112), a server its TCP handle in `_handle` (Node 20 to 24). Throws when neither is there (not
+ * listening or bound yet, or Node changed).
+ */
+export function socketFd(owner: Server | DgramSocket): number {
+  const state = Object.getOwnPropertySymbols(owner).find((s) => s.description === 'state symbol')
+  const handle =
+    state === undefined
+      ? (owner as unknown as { _handle?: unknown })._handle
+      : (owner as unknown as Record<symbol, { handle?: unknown } | undefined>)[state]?.handle
+  const fd = (handle as { fd?: unknown } | undefined | null)?.fd
+  if (typeof fd !== 'number' || fd < 0) throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'cannot find the socket file descriptor (not listening yet?)')
+  return fd
+}
