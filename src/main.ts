@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino'
 import { shippedTemplatesDir } from './config/paths.js'
 import { parsePortSpec, type PortRange } from './config/port-spec.js'
 import type { Config } from './config/schema.js'
+import { EbpfSource } from './monitor/ebpf/ebpf-source.js'
 import { NfqueueSource } from './monitor/nfqueue-source.js'
 import type { PacketSource } from './monitor/packet-source.js'
 import { PcapSource } from './monitor/pcap-source.js'
@@ -75,8 +76,19 @@ export async function resolveExcludes(config: Config): Promise<PortRange[]> {
   return ranges
 }
 
-/** The packet source `monitor.type` names. Neither opens anything before start(). */
-function createMonitor(config: Config, excluded: readonly PortRange[], log: Logger): PacketSource {
+/** The packet source `monitor.type` names. None opens anything before start(). */
+function createMonitor(config: Config, deps: { readonly excluded: readonly PortRange[]; readonly supervisor: Supervisor; readonly log: Logger }): PacketSource {
+  const { excluded, log } = deps
+  if (config.monitor.type === 'ebpf') {
+    return new EbpfSource({
+      target: deps.supervisor,
+      policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
+      includeLoopback: config.rules.includeLoopback,
+      serviceScanMs: config.monitor.ebpf.serviceScanMs,
+      backlog: config.listeners.backlog,
+      log,
+    })
+  }
   if (config.monitor.type === 'pcap') {
     const pcap = config.monitor.pcap
     return new PcapSource({ interface: pcap.interface, exclude: excluded, bufferBytes: pcap.bufferBytes, snapLength: pcap.snapLength, log })
@@ -169,7 +181,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     log,
   })
 
-  const monitor = createMonitor(config, excluded, log)
+  const monitor = createMonitor(config, { excluded, supervisor, log })
   // The one teardown, in data-flow order: no new attempts, sessions ended and recorded, everything stored.
   const teardown = async (): Promise<void> => {
     await monitor.stop()
@@ -179,7 +191,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     templates.close()
   }
   try {
-    monitor.start(supervisor.onAttempt)
+    await monitor.start(supervisor.onAttempt)
   } catch (err) {
     await teardown()
     throw err
@@ -247,7 +259,8 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
   log.info(
     {
       monitor: config.monitor.type,
-      ...(config.monitor.type === 'nfqueue' ? { queue: config.monitor.queue } : { interface: config.monitor.pcap.interface }),
+      ...(config.monitor.type === 'nfqueue' && { queue: config.monitor.queue }),
+      ...(config.monitor.type === 'pcap' && { interface: config.monitor.pcap.interface }),
       db: config.store.path,
       templates: templates.size,
       rules: rules !== null,

@@ -49,15 +49,24 @@ const ProxyTarget = z.strictObject({
 export const ConfigSchema = z.strictObject({
   monitor: z
     .strictObject({
-      // nfqueue: an iptables NFQUEUE rule holds each new SYN until its port is bound (no attempt lost). pcap: a libpcap
-      // capture, for hosts without NFQUEUE; it only observes, so the first attempt at each new port is lost.
-      type: z.enum(['nfqueue', 'pcap']).default('nfqueue'),
+      // nfqueue: an iptables NFQUEUE rule holds each new SYN until its port is bound (no attempt lost). ebpf: a BPF
+      // sk_lookup program steers every port into the sensor's own sockets (no rules, no queue, no per-port bind for
+      // TCP; needs `npm run build:native` and Linux >= 5.18). pcap: a libpcap capture, for hosts with neither; it only
+      // observes, so the first attempt at each new port is lost.
+      type: z.enum(['nfqueue', 'ebpf', 'pcap']).default('nfqueue'),
       queue: z.number().int().min(0).max(65_535).default(0), // first NFQUEUE number, as in the rules
       // Queues queue .. queue + queues - 1, flows balanced over them: each is read through its own socket, so a busy
       // event loop still takes several SYNs per turn, and the kernel holds queues × 1,024 of them before dropping.
       queues: z.number().int().min(1).max(16).default(4),
       queueBufferBytes: PositiveInt.default(8 * 1024 * 1024), // netlink receive buffer: absorbs SYN bursts
       maxHoldMs: PositiveInt.default(2_000), // a SYN held for a bind is accepted after this, bound or not
+      ebpf: z
+        .strictObject({
+          // How often the ports real services listen on are read again (and left to them); a service that starts
+          // listening is steered to the sensor until the next read.
+          serviceScanMs: PositiveInt.min(100).max(60_000).default(1_000),
+        })
+        .prefault({}),
       pcap: z
         .strictObject({
           // A device (eth0) or 'any' (every interface); rules.interface does not apply: no rules are installed.

@@ -41,11 +41,11 @@ export interface MonitorStats {
   readonly held: number // packets currently waiting for a bind
 }
 
-/** A source of connection attempts: NFQUEUE now, eBPF and pcap later. */
+/** A source of connection attempts: NFQUEUE, eBPF steering or a pcap capture. */
 export interface PacketSource {
   readonly name: string
-  /** Starts delivering attempts to `handler`. Throws HoneytrapError('HT_ERR_MONITOR_OPEN') when it cannot. */
-  start(handler: AttemptHandler): void
+  /** Starts delivering attempts to `handler`. Throws (or rejects with) HoneytrapError('HT_ERR_MONITOR_OPEN') when it cannot. */
+  start(handler: AttemptHandler): void | Promise<void>
   /** Stops taking decisions: every packet from now on (and every held one) is accepted at once. */
   stop(): Promise<void>
   stats(): MonitorStats

@@ -1,8 +1,8 @@
-import type { Socket } from 'node:net'
+import { isIPv4, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
-import type { ConnectionAttempt } from '../monitor/packet-source.js'
+import type { ConnectionAttempt, SynFacts } from '../monitor/packet-source.js'
 import type { ResponderSet } from '../responders/responder-set.js'
 import type { Connection, DatagramSession, EndableSession } from '../responders/responder.js'
 import { listenerKey, type Listener } from './listener.js'
@@ -89,6 +89,14 @@ class TcpConnection implements Connection, OpenSession {
   }
 }
 
+// An attempt the eBPF monitor makes up for a steered datagram: no SYN, so no header facts.
+const NO_FACTS: SynFacts = Object.freeze({ ttl: 0, ipId: null, dontFragment: false, tcpWindow: null, tcpFlags: null, tcpOptions: [], mss: null, windowScale: null })
+
+/** '::ffff:198.51.100.7' (an IPv4 peer of a dual-stack socket) as '198.51.100.7'; any other address unchanged. */
+function unmapV4(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+}
+
 // Bounds how often a recurring condition is logged (limits under a flood would otherwise flood the log too).
 const WARN_INTERVAL_MS = 10_000
 // Attempts whose session has not started yet; far more than can be in flight between verdict and accept.
@@ -157,6 +165,48 @@ export class Supervisor {
     return bind
   }
 
+  /**
+   * A connection the eBPF monitor steered into the sensor's one TCP socket. The kernel gave the accepted socket the
+   * address and port the attacker dialled, so that is the attacked port; from here on it is served exactly as on a
+   * per-port listener.
+   */
+  acceptSteered = (socket: Socket): void => {
+    const port = socket.localPort
+    if (port === undefined || socket.remoteAddress === undefined) {
+      socket.destroy()
+      return
+    }
+    // The program leaves ignored and excluded ports to the kernel; one can still arrive while its map is updated.
+    if (this.#o.policy.resolve('tcp', port).mode === 'ignore') {
+      this.#counters.ignored++
+      socket.resetAndDestroy()
+      return
+    }
+    this.#serveTcp(null, socket, port, isIPv4(unmapV4(socket.remoteAddress)) ? 4 : 6)
+  }
+
+  /**
+   * A datagram the eBPF monitor's catch-all UDP socket read, with its original destination. Its port gets listeners
+   * for both families, as an NFQUEUE attempt would (both, so that the monitor can leave the port to them for either
+   * family), and the datagram is handed to the one of its family as if it had received it.
+   */
+  async steeredDatagram(datagram: { readonly family: AddressFamily; readonly srcAddress: string; readonly srcPort: number; readonly dstAddress: string; readonly dstPort: number; readonly payload: Buffer }): Promise<void> {
+    const { dstPort } = datagram
+    if (this.#closing || this.#o.policy.resolve('udp', dstPort).mode === 'ignore') return
+    const base = { protocol: 'udp' as const, srcAddress: datagram.srcAddress, srcPort: datagram.srcPort, dstPort, facts: NO_FACTS }
+    // The datagram's own family last: each attempt records its destination for the session, under the same peer.
+    const other = this.onAttempt({ ...base, family: datagram.family === 4 ? 6 : 4, dstAddress: datagram.family === 4 ? '::' : '0.0.0.0' })
+    const own = this.onAttempt({ ...base, family: datagram.family, dstAddress: datagram.dstAddress })
+    await Promise.all([other, own])
+    const listener = this.#listeners.get(listenerKey(datagram.family, 'udp', dstPort))
+    if (listener instanceof UdpListener) listener.deliver(datagram.payload, { address: datagram.srcAddress, port: datagram.srcPort })
+  }
+
+  /** True when this supervisor holds a listener for the port in that family (the eBPF monitor's pass decisions). */
+  hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean {
+    return this.#listeners.has(listenerKey(family, protocol, port))
+  }
+
   stats(): SupervisorStats {
     // Open sessions, including those whose listener was closed meanwhile (they run on to their own end).
     return { listeners: this.#listeners.size, binding: this.#binding.size, releasing: this.#releasing.size, sessions: this.#sessions.size, ...this.#counters }
@@ -213,7 +263,7 @@ export class Supervisor {
     try {
       const listener =
         protocol === 'tcp'
-          ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s) })
+          ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s, l.port, l.family) })
           : await UdpListener.open({ family, port, sessionIdleMs: this.#o.udpSessionIdleMs, startSession: (l, peer, send, control) => this.#startUdp(l, peer, send, control) })
       if (this.#closing) {
         listener.close()
@@ -312,23 +362,25 @@ export class Supervisor {
     this.#o.sink(attack)
   }
 
-  #serveTcp(listener: TcpListener, socket: Socket): void {
-    const srcAddress = socket.remoteAddress
+  /** A connection on `port`: from its own listener, or steered (listener null: the eBPF monitor's one socket). */
+  #serveTcp(listener: TcpListener | null, socket: Socket, port: number, family: AddressFamily): void {
+    // A dual-stack socket (the steered one) names IPv4 peers as ::ffff:a.b.c.d; records keep the plain address.
+    const srcAddress = socket.remoteAddress === undefined ? undefined : unmapV4(socket.remoteAddress)
     const srcPort = socket.remotePort
     if (this.#closing || srcAddress === undefined || srcPort === undefined || !this.#admit(srcAddress)) {
       socket.resetAndDestroy()
       return
     }
-    this.#touch(listener)
+    if (listener !== null) this.#touch(listener)
     const source: Endpoint = { address: srcAddress, port: srcPort }
-    const dstAddress = this.#takeTarget('tcp', srcAddress, srcPort, listener.port) ?? socket.localAddress ?? ''
-    const target: Endpoint = { address: dstAddress, port: listener.port }
-    const policy = this.#o.policy.resolve('tcp', listener.port)
-    const recorder = new AttackRecorder({ protocol: 'tcp', family: listener.family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
-    const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: listener.port }) : this.#log
+    const dstAddress = this.#takeTarget('tcp', srcAddress, srcPort, port) ?? (socket.localAddress === undefined ? '' : unmapV4(socket.localAddress))
+    const target: Endpoint = { address: dstAddress, port }
+    const policy = this.#o.policy.resolve('tcp', port)
+    const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
+    const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log)
     this.#sessions.add(conn)
-    listener.sessionStarted()
+    listener?.sessionStarted()
     log.debug({ sport: srcPort }, 'connection accepted')
     // 'ignore' ports are never bound; a listener bound before its policy said so is served like a normal port.
     this.#o.responders[policy.mode === 'ignore' ? 'normal' : policy.mode].handle(conn).then(

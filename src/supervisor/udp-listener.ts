@@ -83,7 +83,15 @@ export class UdpListener implements Listener {
     this.#socket.close()
   }
 
-  #onMessage(data: Buffer, rinfo: RemoteInfo): void {
+  /**
+   * A datagram for this port that reached the sensor another way (the eBPF monitor's catch-all socket, before this
+   * listener existed): handled exactly as if this socket had received it, replies included.
+   */
+  deliver(data: Buffer, peer: { readonly address: string; readonly port: number }): void {
+    this.#onMessage(data, peer)
+  }
+
+  #onMessage(data: Buffer, rinfo: Pick<RemoteInfo, 'address' | 'port'>): void {
     if (this.#closed) return
     const key = `${rinfo.address}|${rinfo.port}`
     let session = this.#sessions.get(key)

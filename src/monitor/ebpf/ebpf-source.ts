@@ -1,0 +1,165 @@
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Logger } from 'pino'
+import type { AddressFamily, Protocol } from '../../attack/attack.js'
+import { HoneytrapError } from '../../core/errors.js'
+import type { PortPolicyTable } from '../../supervisor/port-policy.js'
+import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
+import { openSteering, openUdpCatchAll, socketFd, type SteeringHandle, type UdpCatchAllHandle } from './bpf-native.js'
+import { readPortOwners, type PortOwners } from './port-owners.js'
+import type { UdpDatagram } from './udp-record.js'
+
+/** What the eBPF monitor hands its traffic to: the supervisor. */
+export interface SteeredTarget {
+  acceptSteered(socket: Socket): void
+  steeredDatagram(datagram: UdpDatagram): Promise<void>
+  hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean
+}
+
+export interface EbpfSourceOptions {
+  readonly target: SteeredTarget
+  readonly policy: PortPolicyTable // ignored and excluded ports are left to the kernel
+  readonly includeLoopback: boolean
+  readonly serviceScanMs: number // how often the ports real services hold are read again
+  readonly backlog: number
+  readonly log: Logger
+}
+
+const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
+
+/**
+ * `monitor: ebpf`. A BPF sk_lookup program steers every new TCP connection and UDP flow, on every port not left to
+ * the kernel, into two sockets of the sensor: one dual-stack TCP listener, whose accepted sockets carry the port the
+ * attacker dialled, and one UDP socket the addon reads with each datagram's original destination. Nothing is held and
+ * no port is bound per attempt for TCP; a UDP port gets its own sockets (both families) at its first datagram, so that
+ * replies leave from it, and is then left to them.
+ *
+ * Left to the kernel's normal lookup (the pass map): ignored and excluded ports from the start; ports a real service
+ * holds, read from /proc/net every `serviceScanMs` (a service that starts listening is steered until the next scan);
+ * and UDP ports where the sensor holds both sockets. The program is attached through a link held by this process:
+ * however the sensor exits, the kernel detaches it and the host behaves as without the sensor.
+ */
+export class EbpfSource implements PacketSource {
+  readonly name = 'ebpf'
+  readonly #o: EbpfSourceOptions
+  readonly #log: Logger
+  #steering: SteeringHandle | null = null
+  #server: Server | null = null
+  #udp: UdpCatchAllHandle | null = null
+  #scanTimer: NodeJS.Timeout | undefined
+  #scanning = false
+  #ignored: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
+  #passed: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
+  #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
+
+  constructor(options: EbpfSourceOptions) {
+    this.#o = options
+    this.#log = options.log.child({ component: 'monitor', monitor: 'ebpf' })
+  }
+
+  async start(_handler: AttemptHandler): Promise<void> {
+    const steering = openSteering()
+    this.#steering = steering
+    try {
+      this.#server = await this.#listen()
+      this.#udp = openUdpCatchAll({ onDatagrams: (datagrams) => this.#onDatagrams(datagrams) })
+      steering.setSocket('tcp', socketFd(this.#server))
+      steering.setSocket('udp', this.#udp.fd)
+      steering.setLoopback(this.#o.includeLoopback)
+      for (const protocol of PROTOCOLS) {
+        for (let port = 1; port <= 65_535; port++) if (this.#o.policy.resolve(protocol, port).mode === 'ignore') this.#ignored[protocol].add(port)
+      }
+      this.#applyPasses(await readPortOwners())
+      steering.attach()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+    this.#scanTimer = setInterval(() => void this.#scan(), this.#o.serviceScanMs).unref()
+    this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#scanTimer)
+    // The program first: from here on new connections meet the kernel's own lookup, as without the sensor.
+    this.#steering?.close()
+    this.#steering = null
+    this.#udp?.close()
+    this.#udp = null
+    const server = this.#server
+    this.#server = null
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  stats(): MonitorStats {
+    const counters = this.#steering?.counters()
+    return { ...this.#stats, packets: counters?.steered ?? this.#stats.packets }
+  }
+
+  #listen(): Promise<Server> {
+    const server = createServer((socket) => {
+      this.#stats.attempts++
+      this.#o.target.acceptSteered(socket)
+    })
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new HoneytrapError('HT_ERR_MONITOR_OPEN', `ebpf: cannot open the steering TCP socket: ${err.message}`, { cause: err })))
+      // Port 0: any free port will do, the program steers every other port to it whatever it is.
+      server.listen({ host: '::', port: 0, ipv6Only: false, backlog: this.#o.backlog }, () => resolve(server))
+    })
+  }
+
+  #onDatagrams(datagrams: readonly UdpDatagram[]): void {
+    for (const datagram of datagrams) {
+      this.#stats.attempts++
+      if (datagram.dstPort === 0) {
+        this.#stats.unparsable++
+        continue
+      }
+      this.#o.target.steeredDatagram(datagram).then(
+        () => this.#passUdpIfHeld(datagram.dstPort),
+        (err: unknown) => this.#log.warn({ err, port: datagram.dstPort }, 'steered datagram failed'),
+      )
+    }
+  }
+
+  /** Once the sensor holds a UDP port in both families, the kernel delivers to those sockets directly. */
+  #passUdpIfHeld(port: number): void {
+    if (this.#steering === null || this.#passed.udp.has(port)) return
+    if (this.#o.target.hasListener(4, 'udp', port) && this.#o.target.hasListener(6, 'udp', port)) this.#setPass('udp', port, true)
+  }
+
+  async #scan(): Promise<void> {
+    if (this.#scanning || this.#steering === null) return
+    this.#scanning = true
+    try {
+      this.#applyPasses(await readPortOwners())
+    } catch (err) {
+      this.#log.warn({ err }, 'reading the ports of real services failed')
+    } finally {
+      this.#scanning = false
+    }
+  }
+
+  /** Brings the pass map to: ignored ports, ports real services hold, and UDP ports the sensor holds in both families. */
+  #applyPasses(owners: PortOwners): void {
+    const ownTcp = (this.#server?.address() as { port: number } | null)?.port
+    const wanted: Record<Protocol, Set<number>> = { tcp: new Set(this.#ignored.tcp), udp: new Set(this.#ignored.udp) }
+    for (const port of owners.tcp) if (port !== ownTcp) wanted.tcp.add(port)
+    for (const port of owners.udp) {
+      const held4 = this.#o.target.hasListener(4, 'udp', port)
+      const held6 = this.#o.target.hasListener(6, 'udp', port)
+      // A port only the sensor holds in one family stays steered: the other family's datagrams would find no socket.
+      if ((!held4 && !held6) || (held4 && held6)) wanted.udp.add(port)
+    }
+    if (this.#udp !== null) wanted.udp.delete(this.#udp.port)
+    for (const protocol of PROTOCOLS) {
+      for (const port of this.#passed[protocol]) if (!wanted[protocol].has(port)) this.#setPass(protocol, port, false)
+      for (const port of wanted[protocol]) if (!this.#passed[protocol].has(port)) this.#setPass(protocol, port, true)
+    }
+  }
+
+  #setPass(protocol: Protocol, port: number, pass: boolean): void {
+    this.#steering?.passPort(protocol, port, pass)
+    if (pass) this.#passed[protocol].add(port)
+    else this.#passed[protocol].delete(port)
+  }
+}

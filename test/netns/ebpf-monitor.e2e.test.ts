@@ -1,0 +1,119 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { shippedTemplatesDir } from '../../src/config/paths.js'
+import { runAttackPlan } from '../../src/netns/sensor-process.js'
+import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
+
+// The whole sensor on `monitor: ebpf`: no rules and no queue; the very first connection to any port is served (the
+// sk_lookup program steers it into the sensor's one TCP socket), real services and excluded ports are left alone, UDP
+// is served from the first datagram, and after a SIGKILL the host behaves as if the sensor had never run.
+
+const run = promisify(execFile)
+
+async function ourPrograms(): Promise<string[]> {
+  const { stdout } = await run('bpftool', ['prog', 'show', '--json'], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 })
+  return (JSON.parse(stdout) as { name?: string }[]).map((p) => p.name ?? '').filter((n) => n.startsWith('honeytrap'))
+}
+
+describeNetns('sensor with the eBPF monitor', () => {
+  let fx: SensorFixture
+  let service: ChildProcess | undefined
+  const before: string[] = []
+
+  beforeAll(async () => {
+    before.push(...(await ourPrograms()))
+    fx = await startSensorFixture({
+      label: 'ebpfmon',
+      logLevel: process.env['DEBUG_EBPF'] === '1' ? 'debug' : 'info',
+      configYaml: [
+        'monitor: { type: ebpf, ebpf: { serviceScanMs: 200 } }',
+        "rules: { exclude: ['7000'] }",
+        'ports: { rules: [{ ports: "7001", mode: ignore }] }',
+        `responder: { idleTimeoutMs: 1500, templatesDir: ${JSON.stringify(shippedTemplatesDir())} }`,
+        'udp: { sessionIdleMs: 500 }',
+        'plugins: { enabled: false }',
+        '',
+      ].join('\n'),
+    })
+  }, 60_000)
+
+  afterAll(async () => {
+    if (service?.pid !== undefined && service.exitCode === null) service.kill('SIGKILL')
+    await fx?.teardown()
+  })
+
+  it('serves the very first connection to never-used ports, IPv4 and IPv6, with no rules installed', async () => {
+    const { pair } = fx
+    const rules = (await pair.exec(pair.sensorNs, 'iptables', ['-S'])) + (await pair.exec(pair.sensorNs, 'ip6tables', ['-S']))
+    expect(rules).not.toMatch(/NFQUEUE/)
+    const ports = [2323, 8081, 31337, 60001]
+    const plan = ports.map((port, i) => ({ type: 'tcp', host: i % 2 === 0 ? pair.sensorV4 : pair.sensorV6, port, send: `probe ${port}\r\n`, halfClose: true, waitMs: 2_000 }))
+    const results = await runAttackPlan(pair, plan)
+    for (const result of results) expect(result['connected']).toBe(true)
+    const rows = await waitFor(
+      () => readRows<{ dst_port: number; family: number; src_ip: string; dst_ip: string; payload: Buffer }>(fx.dbPath, 'SELECT dst_port, family, src_ip, dst_ip, payload FROM attacks WHERE protocol = ? ORDER BY dst_port', 'tcp'),
+      (r) => r.length === ports.length,
+      5_000,
+    )
+    expect(rows.map((r) => r.dst_port)).toEqual(ports)
+    for (const [i, row] of rows.entries()) {
+      const v4 = i % 2 === 0
+      expect(row).toMatchObject({ family: v4 ? 4 : 6, src_ip: v4 ? pair.attackerV4 : pair.attackerV6, dst_ip: v4 ? pair.sensorV4 : pair.sensorV6 })
+      expect(row.payload.toString('latin1')).toBe(`probe ${row.dst_port}\r\n`)
+    }
+  })
+
+  it('serves UDP from the first datagram, from the port it was sent to', async () => {
+    const { pair } = fx
+    // As large as a real scanner's OPTIONS: the sensor never answers a datagram with more bytes than it carried.
+    const probe = Buffer.from(
+      `OPTIONS sip:100@${pair.sensorV4} SIP/2.0\r\nVia: SIP/2.0/UDP ${pair.attackerV4}:5060;branch=z9hG4bK-${'x'.repeat(32)};rport\r\n` +
+        `From: "sipvicious"<sip:100@1.1.1.1>;tag=${'6'.repeat(40)}\r\nTo: "sipvicious"<sip:100@1.1.1.1>\r\nCall-ID: ${'7'.repeat(40)}\r\n` +
+        `CSeq: 1 OPTIONS\r\nContact: <sip:100@${pair.attackerV4}:5060>\r\nAccept: application/sdp\r\nMax-Forwards: 70\r\n` +
+        `User-Agent: friendly-scanner ${'y'.repeat(120)}\r\nContent-Length: 0\r\n\r\n`,
+    )
+    const [result] = await runAttackPlan(pair, [{ type: 'udp', host: pair.sensorV4, port: 5060, sendBase64: probe.toString('base64'), count: 1, waitMs: 1_000 }])
+    const replies = result?.['replies'] as string[]
+    if (process.env['DEBUG_EBPF'] === '1') console.log(JSON.stringify(result), fx.sensor?.lines.slice(-30).map((l) => JSON.stringify(l)).join('\n'), fx.sensor?.stderr())
+    expect(replies.length).toBeGreaterThanOrEqual(1)
+    expect(Buffer.from(replies[0]!, 'base64').toString('latin1')).toMatch(/^SIP\/2\.0 200 OK\r\n/)
+    const rows = await waitFor(() => readRows<{ payload: Buffer; dst_ip: string; src_ip: string }>(fx.dbPath, "SELECT payload, dst_ip, src_ip FROM attacks WHERE protocol = 'udp' AND dst_port = 5060"), (r) => r.length === 1, 5_000)
+    expect(rows[0]!.payload.equals(probe)).toBe(true)
+    expect(rows[0]).toMatchObject({ src_ip: pair.attackerV4, dst_ip: pair.sensorV4 })
+  })
+
+  it('leaves excluded and ignored ports, and a real service that starts later, to the kernel', async () => {
+    const { pair } = fx
+    const [excluded, ignored] = await runAttackPlan(pair, [
+      { type: 'tcp', host: pair.sensorV4, port: 7000, send: 'x', waitMs: 1_000 },
+      { type: 'tcp', host: pair.sensorV4, port: 7001, send: 'x', waitMs: 1_000 },
+    ])
+    expect(excluded?.['connected']).toBe(false)
+    expect(ignored?.['connected']).toBe(false)
+    // A real HTTP server starts on 8000 while the sensor runs; after the next scan of the host's ports it answers itself.
+    service = pair.spawn(pair.sensorNs, 'python3', ['-m', 'http.server', '8000', '--bind', '::'], { stdio: 'ignore' })
+    await new Promise((r) => setTimeout(r, 1_500))
+    const [real] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8000, send: 'GET / HTTP/1.0\r\n\r\n', halfClose: true, waitMs: 2_000 }])
+    expect(real?.['connected']).toBe(true)
+    expect(Buffer.from(String(real?.['received']), 'base64').toString('latin1')).toMatch(/^HTTP\/1\.0 200 OK\r\nServer: SimpleHTTP/)
+    expect(readRows<{ n: number }>(fx.dbPath, 'SELECT count(*) AS n FROM attacks WHERE dst_port IN (7000, 7001, 8000)')[0]!.n).toBe(0)
+  })
+
+  it('leaves nothing attached after a SIGKILL: the host refuses new ports again by itself', async () => {
+    const { pair } = fx
+    expect((await ourPrograms()).length).toBeGreaterThan(before.length)
+    await fx.sensor!.stop('SIGKILL')
+    fx.sensor = undefined
+    const deadline = Date.now() + 10_000
+    let left = await ourPrograms()
+    while (left.length > before.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200))
+      left = await ourPrograms()
+    }
+    expect(left).toEqual(before)
+    const [after] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 40404, send: 'x', waitMs: 1_000 }])
+    expect(after?.['connected']).toBe(false)
+  })
+})
