@@ -13,12 +13,13 @@ const commands = {
   demo: async (args: readonly string[]) => (await import('./demo-command.js')).runDemoCommand(args),
   replay: async (args: readonly string[]) => (await import('./replay-command.js')).runReplayCommand(args),
   db: async (args: readonly string[]) => (await import('./db-command.js')).runDbCommand(args),
+  doctor: async (args: readonly string[]) => (await import('./doctor-command.js')).runDoctorCommand(args),
 }
 
 const HELP = `honeytrap-ts: a network sensor that answers every connection attempt and stores what attackers send
 
 Usage:
-  honeytrap-ts run [--config FILE] [--queue N] [--db FILE] [--templates DIR] [--no-rules] [--log-level LEVEL]
+  honeytrap-ts run [--config FILE] [--monitor nfqueue|ebpf|pcap] [--queue N] [--db FILE] [--templates DIR] [--no-rules] [--log-level LEVEL]
                    [--ready-fd N]
       Run the sensor in the foreground (the default command). Installs the capture rules at start and removes
       them at exit unless --no-rules (or rules.manage: false). Ctrl-C or SIGTERM stops it and stores everything;
@@ -32,6 +33,7 @@ Usage:
       FILTERS: --since T --until T (90s, 24h, 7d or 2026-11-20T10:00:00Z) --source ADDR|CIDR --port N|A-B
                --protocol tcp|udp --mode M --close-reason R --min-size N --has-downloads|--no-downloads
                --hash HEX --contains TEXT (\\xHH for bytes) --regex RE|/RE/FLAGS
+               --text WORDS (full-text, every word) --match QUERY (FTS5 syntax: OR, NOT, "phrase", prefix*)
   honeytrap-ts attacks export [--db FILE] [--format jsonl|json|csv|pcap|raw] [--output FILE|DIR] [FILTERS]
       Read stored attacks (read-only; safe while the sensor runs).
   honeytrap-ts replay [--config FILE] [--db FILE] [--plugin NAME]... [--since DURATION] [--until DURATION]
@@ -43,6 +45,10 @@ Usage:
       Upkeep: remove attacks that started before now - DURATION (90d) with their plugin results, and the responses
       and samples (quarantine files included) nothing references any more, in short transactions, safe while the
       sensor runs; vacuum rewrites the file to give the space back (it locks the database while it runs).
+  honeytrap-ts doctor [--json]
+      Say which capture monitors (nfqueue, ebpf, pcap) this host supports, why the others are not usable and the
+      fix, and which to use. Reads only: loads no module, installs no rule, binds no queue, attaches no program.
+      Run it as the user the sensor will run as. Exit 0 when at least one monitor is usable, 1 when none is.
   honeytrap-ts config check [--config FILE]
       Validate a config file and print the effective config as JSON.
   honeytrap-ts demo [--keep-db FILE]
@@ -84,10 +90,11 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'demo':
     case 'replay':
     case 'db':
+    case 'doctor':
       return commands[command](rest)
     default:
       if (command.startsWith('-')) return commands.run(argv)
-      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, replay, db, config or demo (see --help)`)
+      throw usageError(`unknown command "${command}"; expected run, iptables, attacks, replay, db, doctor, config or demo (see --help)`)
   }
 }
 

@@ -15,9 +15,9 @@ export interface NfqueueSourceOptions {
 
 type NfqueueModule = typeof Nfqueue
 
-// The only importer of the addon. Loaded lazily so commands that never capture (attacks list, export) work on a
+// The only importer of the addon (doctor asks it too). Loaded lazily so commands that never capture (attacks list, export) work on a
 // machine where the addon was not built.
-function loadAddon(): NfqueueModule {
+export function loadNfqueueAddon(): NfqueueModule {
   const require = createRequire(import.meta.url)
   return require('nfqueue') as NfqueueModule
 }
@@ -45,7 +45,7 @@ export class NfqueueSource implements PacketSource {
   start(handler: AttemptHandler): void {
     let addon: NfqueueModule
     try {
-      addon = loadAddon()
+      addon = loadNfqueueAddon()
     } catch (err) {
       throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the nfqueue addon is not built; run `npm ci` (needs libnetfilter-queue-dev, see README)', { cause: err })
     }

@@ -26,8 +26,8 @@ interface CapHandle {
   close(): boolean
   on(event: 'packet', listener: (copiedBytes: number, truncated: boolean) => void): unknown
 }
-interface CapModule {
-  readonly Cap: new () => CapHandle
+export interface CapModule {
+  readonly Cap: { new (): CapHandle; deviceList(): readonly { readonly name: string }[] }
 }
 
 const TCP_SYN = 0x02
@@ -41,9 +41,9 @@ const IPV6_EXTENSIONS = [0, 43, 44, 51, 60, 135, 139, 140]
 // to open is therefore kept reachable for the life of the process. There are few: a failed open ends start-up.
 const failedHandles: CapHandle[] = []
 
-// The only importer of the addon. Loaded lazily so commands that never capture (attacks list, export) work on a
-// machine where it was not built.
-function loadAddon(): CapModule {
+// The only importer of the addon (doctor asks it too). Loaded lazily so commands that never capture (attacks list,
+// export) work on a machine where it was not built.
+export function loadCapAddon(): CapModule {
   const require = createRequire(import.meta.url)
   return require('cap') as CapModule
 }
@@ -83,7 +83,7 @@ export class PcapSource implements PacketSource {
   start(handler: AttemptHandler): void {
     let addon: CapModule
     try {
-      addon = loadAddon()
+      addon = loadCapAddon()
     } catch (err) {
       throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the cap addon is not built; run `npm ci` (needs libpcap-dev, see README)', { cause: err })
     }
