@@ -85,6 +85,7 @@ function createMonitor(config: Config, deps: { readonly excluded: readonly PortR
       policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
       includeLoopback: config.rules.includeLoopback,
       serviceScanMs: config.monitor.ebpf.serviceScanMs,
+      interfaces: config.monitor.ebpf.interfaces,
       backlog: config.listeners.backlog,
       log,
     })

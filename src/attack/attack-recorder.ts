@@ -1,5 +1,5 @@
 import { createUlid } from '../core/ids.js'
-import type { AddressFamily, Attack, CloseReason, Direction, Endpoint, Protocol, RelayInfo, ResponderMode, TranscriptChunk } from './attack.js'
+import type { AddressFamily, Attack, CloseReason, Direction, Endpoint, Protocol, RelayInfo, ResponderMode, SynFacts, TranscriptChunk } from './attack.js'
 
 export interface AttackRecorderOptions {
   readonly protocol: Protocol
@@ -60,6 +60,7 @@ export class AttackRecorder {
   #transcript: number[] = []
   #transcriptTruncated = false
   #relay: RelayInfo | null = null
+  #synFacts: SynFacts | null = null
   #finished: Attack | null = null
 
   constructor(options: AttackRecorderOptions) {
@@ -104,6 +105,11 @@ export class AttackRecorder {
     return this.#out.total
   }
 
+  /** The header facts of the packet that opened the session, once the monitor has them (before or after accept). */
+  setSynFacts(facts: SynFacts): void {
+    this.#synFacts ??= facts
+  }
+
   get finished(): boolean {
     return this.#finished !== null
   }
@@ -131,6 +137,7 @@ export class AttackRecorder {
       transcript: this.#takeTranscript(),
       transcriptTruncated: this.#transcriptTruncated,
       relay: this.#relay,
+      synFacts: this.#synFacts,
     }
     return this.#finished
   }

@@ -84,6 +84,22 @@ export interface RelayInfo {
   readonly reason: FallbackReason | null // set when outcome is 'fallback'
 }
 
+/**
+ * Header facts of the packet that opened a connection attempt (TCP SYN or first UDP datagram). They are what a later
+ * fingerprinting feature needs, taken from the wire; the eBPF monitor reports the same facts
+ * (from XDP), and each attack keeps those of the packet that opened it.
+ */
+export interface SynFacts {
+  readonly ttl: number // IPv4 TTL or IPv6 hop limit
+  readonly ipId: number | null // IPv4 identification; null for IPv6
+  readonly dontFragment: boolean // IPv4 DF bit; false for IPv6
+  readonly tcpWindow: number | null // null for UDP
+  readonly tcpFlags: number | null // the raw flags byte (FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80)
+  readonly tcpOptions: readonly number[] // option kinds in wire order (e.g. [2, 4, 8, 1, 3]); empty for UDP
+  readonly mss: number | null
+  readonly windowScale: number | null
+}
+
 export interface Endpoint {
   readonly address: string // textual IPv4 ("198.18.0.2") or IPv6 ("fd00::2"), never IPv4-mapped IPv6
   readonly port: number
@@ -109,6 +125,7 @@ export interface Attack {
   readonly transcript: readonly TranscriptChunk[]
   readonly transcriptTruncated: boolean // true when chunks past `responder.maxTranscriptChunks` were not listed
   readonly relay: RelayInfo | null // mirror and proxy sessions only
+  readonly synFacts: SynFacts | null // of the SYN (or first datagram) that opened the session; null when not seen
 }
 
 /** An attack as stored: the record plus the digests of its payload (hex). */

@@ -94,6 +94,7 @@ function* generate(options: CorpusOptions): Generator<Attack> {
       ],
       transcriptTruncated: false,
       relay: null,
+      synFacts: null,
     }
   }
 }

@@ -82,6 +82,7 @@ export function attackOf(i: number, payload: Buffer): Attack {
     transcript: [{ direction: 'in', offsetMs: 0, size: payload.length }],
     transcriptTruncated: false,
     relay: null,
+    synFacts: null,
   }
 }
 

@@ -5,6 +5,7 @@ import { getAttackSamples, type SampleRow } from '../store/attack-detail.js'
 import { getAttackRow } from '../store/attack-query.js'
 import { parseStoredTranscript } from '../store/export-record.js'
 import { pluginResultsReader, type PluginResults } from '../store/plugin-results.js'
+import { decodeSynFacts } from '../store/syn-facts-column.js'
 import { escapeForTerminal, hexdump, isMostlyText } from './terminal-text.js'
 
 /**
@@ -109,12 +110,29 @@ function header(row: AttackRow, style: Style): string[] {
     field('mode', s(row.mode)),
     field('relay', relay),
     field('closed', s(row.close_reason)),
+    field('opening', openingPacket(row)),
     field('in', `${s(row.bytes_received)} bytes received, ${kept(row.payload_size, row.truncated)}`),
     field('out', out),
     field('md5', s(row.md5)),
     field('sha256', s(row.sha256)),
     field('sha512', s(row.sha512)),
   ]
+}
+
+// TCP option kinds as p0f and tcpdump name them.
+const OPTION_NAMES: Readonly<Record<number, string>> = { 0: 'eol', 1: 'nop', 2: 'mss', 3: 'ws', 4: 'sok', 5: 'sack', 8: 'ts', 34: 'tfo' }
+
+/** The opening packet's header facts on one line: what a fingerprint is read from. */
+function openingPacket(row: AttackRow): string {
+  const facts = decodeSynFacts(row.syn_facts)
+  if (facts === null) return '- (not seen by the monitor)'
+  const parts = [`ttl ${facts.ttl}`]
+  if (facts.ipId !== null) parts.push(`ip id ${facts.ipId}${facts.dontFragment ? ', DF' : ''}`)
+  if (facts.tcpWindow !== null) parts.push(`window ${facts.tcpWindow}`)
+  if (facts.mss !== null) parts.push(`mss ${facts.mss}`)
+  if (facts.windowScale !== null) parts.push(`wscale ${facts.windowScale}`)
+  if (facts.tcpFlags !== null) parts.push(`options ${facts.tcpOptions.map((k) => OPTION_NAMES[k] ?? `?${k}`).join(',') || 'none'}`)
+  return parts.join(', ')
 }
 
 function chunkLine(direction: 'in' | 'out', label: string, size: number, style: Style): string {

@@ -65,6 +65,9 @@ export const ConfigSchema = z.strictObject({
           // How often the ports real services listen on are read again (and left to them); a service that starts
           // listening is steered to the sensor until the next read.
           serviceScanMs: PositiveInt.min(100).max(60_000).default(1_000),
+          // Interfaces whose SYNs the XDP program reports (header facts for the records); null: every interface
+          // present at start but lo (lo too with rules.includeLoopback).
+          interfaces: z.array(z.string().regex(/^[A-Za-z0-9_.:+-]{1,15}$/, 'an interface name such as eth0')).max(64).nullable().default(null),
         })
         .prefault({}),
       pcap: z

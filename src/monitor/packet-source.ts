@@ -1,19 +1,6 @@
-import type { AddressFamily, Protocol } from '../attack/attack.js'
+import type { AddressFamily, Protocol, SynFacts } from '../attack/attack.js'
 
-/**
- * Header facts of the packet that opened a connection attempt (TCP SYN or first UDP datagram). They are what a later
- * fingerprinting feature needs, taken from the wire; the eBPF monitor reports the same facts.
- */
-export interface SynFacts {
-  readonly ttl: number // IPv4 TTL or IPv6 hop limit
-  readonly ipId: number | null // IPv4 identification; null for IPv6
-  readonly dontFragment: boolean // IPv4 DF bit; false for IPv6
-  readonly tcpWindow: number | null // null for UDP
-  readonly tcpFlags: number | null // the raw flags byte (FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80)
-  readonly tcpOptions: readonly number[] // option kinds in wire order (e.g. [2, 4, 8, 1, 3]); empty for UDP
-  readonly mss: number | null
-  readonly windowScale: number | null
-}
+export type { SynFacts } from '../attack/attack.js'
 
 /** One new inbound connection attempt as a monitor sees it. */
 export interface ConnectionAttempt {

@@ -4,6 +4,7 @@ import type { Direction, StoredAttack, TranscriptChunk } from '../attack/attack.
 import { HoneytrapError } from '../core/errors.js'
 import { attackRowSource, type AttackRow } from '../store/attack-query.js'
 import { migrate } from '../store/migrate.js'
+import { decodeSynFacts } from '../store/syn-facts-column.js'
 import type { Quarantine } from './download/quarantine.js'
 import type { PipelineJob, RunResult, SubjectRecord } from './pipeline.js'
 import { runKey } from './pipeline.js'
@@ -237,6 +238,7 @@ function attackFromRow(row: AttackRow): StoredAttack {
     transcript: parseTranscript(row.transcript),
     transcriptTruncated: row.transcript_truncated === 1,
     relay: row.relay_target === null || row.relay_outcome === null ? null : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason },
+    synFacts: decodeSynFacts(row.syn_facts),
     md5: row.md5,
     sha256: row.sha256,
     sha512: row.sha512,

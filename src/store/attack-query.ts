@@ -39,6 +39,7 @@ export interface AttackSummaryRow {
   readonly relay_target: string | null // mirror and proxy sessions only
   readonly relay_outcome: 'relayed' | 'fallback' | null
   readonly fallback_reason: FallbackReason | null
+  readonly syn_facts: string | null // JSON (src/store/syn-facts-column.ts); null before schema 6 or when not seen
 }
 
 /** A whole row, BLOBs and transcript included. */
@@ -65,7 +66,7 @@ export interface AttackList {
 const SUMMARY_COLUMNS = [
   'id', 'protocol', 'family', 'mode', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'started_at', 'ended_at', 'close_reason',
   'bytes_received', 'bytes_sent', 'truncated', 'payload_size', 'md5', 'sha256', 'sha512', 'response_size', 'response_truncated',
-  'response_sha256', 'transcript_truncated', 'relay_target', 'relay_outcome', 'fallback_reason',
+  'response_sha256', 'transcript_truncated', 'relay_target', 'relay_outcome', 'fallback_reason', 'syn_facts',
 ] as const
 
 // What a column added by a later migration reads as in a database that predates it: the migration's own default, so
@@ -79,6 +80,7 @@ const ADDED_COLUMN_DEFAULTS: Readonly<Record<string, string>> = {
   relay_target: 'NULL',
   relay_outcome: 'NULL',
   fallback_reason: 'NULL',
+  syn_facts: 'NULL',
 }
 
 // The queries of a connection, made once at open from the tables and columns the file has.

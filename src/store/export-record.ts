@@ -1,6 +1,7 @@
-import type { AddressFamily, CloseReason, Direction, FallbackReason, Protocol, ResponderMode } from '../attack/attack.js'
+import type { AddressFamily, CloseReason, Direction, FallbackReason, Protocol, ResponderMode, SynFacts } from '../attack/attack.js'
 import type { AttackRow } from './attack-query.js'
 import type { ExportArtifact, ExportDownload, ExportPluginRun, PluginResults } from './plugin-results.js'
+import { decodeSynFacts } from './syn-facts-column.js'
 
 /** One chunk of the exchange, with the bytes it carried, so that a reader can replay a session from the export alone. */
 export interface ExportChunk {
@@ -47,6 +48,7 @@ export interface ExportRecord {
   readonly response_sha256: string | null // null: written before schema 2, when responses were not recorded
   readonly response_base64: string
   readonly relay: ExportRelay | null // mirror and proxy sessions only
+  readonly syn_facts: SynFacts | null // header facts of the opening packet (schema 6); null when not seen
   readonly transcript_truncated: boolean
   readonly transcript_error: string | null // why the stored transcript could not be read; transcript is then null
   readonly plugin_runs: readonly ExportPluginRun[] // what each plugin did with each subject (schema 3; [] before)
@@ -87,6 +89,7 @@ export function toExportRecord(row: AttackRow, plugins: PluginResults = { plugin
       row.relay_target === null || row.relay_outcome === null
         ? null
         : { target: row.relay_target, outcome: row.relay_outcome, reason: row.fallback_reason },
+    syn_facts: decodeSynFacts(row.syn_facts),
     transcript_truncated: row.transcript_truncated === 1,
     transcript_error: typeof transcript === 'string' ? transcript : null,
     plugin_runs: plugins.plugin_runs,

@@ -7,6 +7,7 @@ import type { Attack } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { migrate } from './migrate.js'
 import { printableText } from './printable-text.js'
+import { encodeSynFacts } from './syn-facts-column.js'
 
 /** What one write of a batch did. */
 export interface BatchResult {
@@ -21,7 +22,7 @@ const COLUMNS = [
   'id', 'protocol', 'family', 'mode', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'started_at', 'ended_at', 'close_reason',
   'bytes_received', 'bytes_sent', 'truncated', 'payload', 'payload_size', 'md5', 'sha256', 'sha512',
   'response_size', 'response_truncated', 'response_sha256', 'transcript', 'transcript_truncated',
-  'relay_target', 'relay_outcome', 'fallback_reason',
+  'relay_target', 'relay_outcome', 'fallback_reason', 'syn_facts',
 ] as const
 const INSERT_SQL = `INSERT INTO attacks (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`
 const INSERT_RESPONSE_SQL = 'INSERT OR IGNORE INTO responses (sha256, data) VALUES (?, ?)'
@@ -82,6 +83,7 @@ function hashRow(a: Attack): Row {
       a.relay?.target ?? null,
       a.relay?.outcome ?? null,
       a.relay?.reason ?? null,
+      encodeSynFacts(a.synFacts),
     ],
   }
 }

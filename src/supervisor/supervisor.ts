@@ -89,6 +89,12 @@ class TcpConnection implements Connection, OpenSession {
   }
 }
 
+/** What the monitor saw of an attempt before its session began. */
+interface SeenAttempt {
+  readonly address: string // the attacked address
+  readonly facts: SynFacts | null
+}
+
 // An attempt the eBPF monitor makes up for a steered datagram: no SYN, so no header facts.
 const NO_FACTS: SynFacts = Object.freeze({ ttl: 0, ipId: null, dontFragment: false, tcpWindow: null, tcpFlags: null, tcpOptions: [], mss: null, windowScale: null })
 
@@ -119,7 +125,10 @@ export class Supervisor {
   #drained: (() => void) | null = null
   // The destination address of recent attempts, from the monitor: a wildcard UDP socket cannot tell it, and for TCP it
   // saves a getsockname() per connection. Keyed by protocol, source address and port, and destination port.
-  readonly #targets = new Map<string, string>()
+  readonly #targets = new Map<string, SeenAttempt>()
+  // Steered TCP sessions whose SYN facts had not arrived at accept (the eBPF monitor's ring buffer races the accept):
+  // the facts go to the recorder when they come. One entry per open session at most, removed when it ends.
+  readonly #awaitingFacts = new Map<string, AttackRecorder>()
   readonly #sweepTimer: NodeJS.Timeout
   readonly #sessionSweepTimer: NodeJS.Timeout
   #closing = false
@@ -190,13 +199,23 @@ export class Supervisor {
    * for both families, as an NFQUEUE attempt would (both, so that the monitor can leave the port to them for either
    * family), and the datagram is handed to the one of its family as if it had received it.
    */
-  async steeredDatagram(datagram: { readonly family: AddressFamily; readonly srcAddress: string; readonly srcPort: number; readonly dstAddress: string; readonly dstPort: number; readonly payload: Buffer }): Promise<void> {
+  async steeredDatagram(datagram: {
+    readonly family: AddressFamily
+    readonly srcAddress: string
+    readonly srcPort: number
+    readonly dstAddress: string
+    readonly dstPort: number
+    readonly ttl: number | null
+    readonly payload: Buffer
+  }): Promise<void> {
     const { dstPort } = datagram
     if (this.#closing || this.#o.policy.resolve('udp', dstPort).mode === 'ignore') return
-    const base = { protocol: 'udp' as const, srcAddress: datagram.srcAddress, srcPort: datagram.srcPort, dstPort, facts: NO_FACTS }
+    const base = { protocol: 'udp' as const, srcAddress: datagram.srcAddress, srcPort: datagram.srcPort, dstPort }
     // The datagram's own family last: each attempt records its destination for the session, under the same peer.
-    const other = this.onAttempt({ ...base, family: datagram.family === 4 ? 6 : 4, dstAddress: datagram.family === 4 ? '::' : '0.0.0.0' })
-    const own = this.onAttempt({ ...base, family: datagram.family, dstAddress: datagram.dstAddress })
+    const other = this.onAttempt({ ...base, family: datagram.family === 4 ? 6 : 4, dstAddress: datagram.family === 4 ? '::' : '0.0.0.0', facts: NO_FACTS })
+    // The catch-all socket learns the hop count of a datagram, not its IP id or DF bit.
+    const facts = datagram.ttl === null ? NO_FACTS : { ...NO_FACTS, ttl: datagram.ttl }
+    const own = this.onAttempt({ ...base, family: datagram.family, dstAddress: datagram.dstAddress, facts })
     await Promise.all([other, own])
     const listener = this.#listeners.get(listenerKey(datagram.family, 'udp', dstPort))
     if (listener instanceof UdpListener) listener.deliver(datagram.payload, { address: datagram.srcAddress, port: datagram.srcPort })
@@ -232,8 +251,29 @@ export class Supervisor {
     for (const session of this.#sessions) if (session.startedAtMs <= cutoff) session.control?.end('max-duration')
   }
 
+  /**
+   * Header facts of SYNs the eBPF monitor's XDP program saw: joined to the session they opened, whether it was
+   * accepted already or is still to come (then kept with the attempts, bounded the same way).
+   */
+  synFactsSeen(records: readonly { readonly srcAddress: string; readonly srcPort: number; readonly dstAddress: string; readonly dstPort: number; readonly facts: SynFacts }[]): void {
+    for (const record of records) {
+      const key = `tcp|${record.srcAddress}|${record.srcPort}|${record.dstPort}`
+      const recorder = this.#awaitingFacts.get(key)
+      if (recorder !== undefined) {
+        recorder.setSynFacts(record.facts)
+        this.#awaitingFacts.delete(key)
+      } else {
+        this.#remember(key, { address: record.dstAddress, facts: record.facts })
+      }
+    }
+  }
+
   #rememberTarget(attempt: ConnectionAttempt): void {
-    this.#targets.set(`${attempt.protocol}|${attempt.srcAddress}|${attempt.srcPort}|${attempt.dstPort}`, attempt.dstAddress)
+    this.#remember(`${attempt.protocol}|${attempt.srcAddress}|${attempt.srcPort}|${attempt.dstPort}`, { address: attempt.dstAddress, facts: attempt.facts === NO_FACTS ? null : attempt.facts })
+  }
+
+  #remember(key: string, seen: SeenAttempt): void {
+    this.#targets.set(key, seen)
     if (this.#targets.size > MAX_TARGETS) {
       // Attempts that never became a session (half-open scans) age out first in, first out.
       const oldest = this.#targets.keys().next()
@@ -241,13 +281,13 @@ export class Supervisor {
     }
   }
 
-  /** The attacked address for a new session, as the monitor saw it; null when it was not seen (or aged out). */
-  #takeTarget(protocol: Protocol, srcAddress: string, srcPort: number, dstPort: number): string | null {
+  /** The attacked address and the opening packet's facts, as the monitor saw them; null when not seen (or aged out). */
+  #takeTarget(protocol: Protocol, srcAddress: string, srcPort: number, dstPort: number): SeenAttempt | null {
     const key = `${protocol}|${srcAddress}|${srcPort}|${dstPort}`
-    const address = this.#targets.get(key)
-    if (address === undefined) return null
+    const seen = this.#targets.get(key)
+    if (seen === undefined) return null
     this.#targets.delete(key)
-    return address
+    return seen
   }
 
   #touch(listener: Listener): void {
@@ -373,10 +413,13 @@ export class Supervisor {
     }
     if (listener !== null) this.#touch(listener)
     const source: Endpoint = { address: srcAddress, port: srcPort }
-    const dstAddress = this.#takeTarget('tcp', srcAddress, srcPort, port) ?? (socket.localAddress === undefined ? '' : unmapV4(socket.localAddress))
+    const seen = this.#takeTarget('tcp', srcAddress, srcPort, port)
+    const dstAddress = seen?.address ?? (socket.localAddress === undefined ? '' : unmapV4(socket.localAddress))
     const target: Endpoint = { address: dstAddress, port }
     const policy = this.#o.policy.resolve('tcp', port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
+    if (seen?.facts != null) recorder.setSynFacts(seen.facts)
+    else if (listener === null) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log)
     this.#sessions.add(conn)
@@ -396,6 +439,10 @@ export class Supervisor {
 
   #endSession(session: OpenSession, recorder: AttackRecorder, reason: CloseReason, listener: TcpListener | null): void {
     this.#sessions.delete(session)
+    if (this.#awaitingFacts.size > 0) {
+      const key = `tcp|${recorder.source.address}|${recorder.source.port}|${recorder.target.port}`
+      if (this.#awaitingFacts.get(key) === recorder) this.#awaitingFacts.delete(key)
+    }
     listener?.sessionEnded()
     this.#o.limiter.release(recorder.source.address)
     this.#record(recorder.finish(reason))
@@ -406,9 +453,11 @@ export class Supervisor {
   #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void, control: EndableSession): UdpSessionHandle | null {
     if (this.#closing || !this.#admit(peer.address)) return null
     const policy = this.#o.policy.resolve('udp', listener.port)
-    const dstAddress = this.#takeTarget('udp', peer.address, peer.port, listener.port) ?? (listener.family === 6 ? '::' : '0.0.0.0')
+    const seen = this.#takeTarget('udp', peer.address, peer.port, listener.port)
+    const dstAddress = seen?.address ?? (listener.family === 6 ? '::' : '0.0.0.0')
     const target: Endpoint = { address: dstAddress, port: listener.port }
     const recorder = new AttackRecorder({ protocol: 'udp', family: listener.family, mode: policy.mode, source: peer, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
+    if (seen?.facts != null) recorder.setSynFacts(seen.facts)
     const session: OpenSession = { startedAtMs: recorder.startedAtMs, control }
     this.#sessions.add(session)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: peer.address, dport: listener.port }) : this.#log

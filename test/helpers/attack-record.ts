@@ -29,6 +29,7 @@ export function attackRecord(payload: Buffer, overrides: Partial<Attack> & { rea
     ].filter((c) => c.size > 0),
     transcriptTruncated: false,
     relay: null,
+    synFacts: null,
     ...overrides,
   }
 }

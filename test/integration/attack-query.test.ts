@@ -53,6 +53,7 @@ function makeAttack(i: number): Attack {
     transcript,
     transcriptTruncated: false,
     relay: null,
+    synFacts: null,
   }
 }
 
@@ -137,6 +138,7 @@ describe('attack queries', () => {
       relay_target: null,
       relay_outcome: null,
       fallback_reason: null,
+      syn_facts: null,
     })
   })
 
@@ -195,6 +197,7 @@ describe('attack queries', () => {
       response_sha256: createHash('sha256').update(attack.response).digest('hex'),
       response_base64: attack.response.toString('base64'),
       relay: null,
+      syn_facts: null,
       transcript_truncated: false,
       transcript_error: null,
       plugin_runs: [], // no plugin results given: tests/integration/plugin-pipeline.test.ts covers them

@@ -119,6 +119,7 @@ describe('attacks show', () => {
         '  mode      normal',
         '  relay     -',
         '  closed    peer-closed',
+        '  opening   - (not seen by the monitor)',
         '  in        19 bytes received, 19 kept',
         '  out       16 bytes sent, 16 kept',
         `  md5       ${digest('md5', payload)}`,

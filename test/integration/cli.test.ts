@@ -61,6 +61,7 @@ function attack(i: number, payload: Buffer, family: 4 | 6 = 4): Attack {
     ].filter((c) => c.size > 0),
     transcriptTruncated: false,
     relay: i === 2 ? { target: `${source.address}:${80 + i}`, outcome: 'fallback', reason: 'loop' } : null,
+    synFacts: null,
   }
 }
 

@@ -63,6 +63,7 @@ function attack(i: number, spec: Spec): Attack {
     transcript: spec.chunks.map(([direction, offsetMs, bytes]) => ({ direction, offsetMs, size: bytes.length })),
     transcriptTruncated: spec.transcriptTruncated ?? false,
     relay: null,
+    synFacts: null,
   }
 }
 

@@ -14,6 +14,7 @@ import { createUlid } from '../../src/core/ids.js'
 import { openAttackDatabase } from '../../src/store/attack-query.js'
 import { latestSchemaVersion } from '../../src/store/migrate.js'
 import { createSqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js'
+import { decodeSynFacts } from '../../src/store/syn-facts-column.js'
 import type { AttackStore } from '../../src/store/store.js'
 
 const silent = pino({ level: 'silent' })
@@ -67,6 +68,7 @@ function makeAttack(payload: Buffer, overrides: Partial<Attack> = {}): Attack {
     transcript: payload.length > 0 ? [{ direction: 'in', offsetMs: 0, size: payload.length }] : [],
     transcriptTruncated: false,
     relay: null,
+    synFacts: null,
     ...overrides,
   }
 }
@@ -100,6 +102,7 @@ interface DbRow {
   relay_target: string | null
   relay_outcome: string | null
   fallback_reason: string | null
+  syn_facts: string | null
 }
 
 function readRows(path: string): DbRow[] {
@@ -192,6 +195,13 @@ describe('sqlite store', () => {
         transcript: chunks.filter((c) => c.size > 0),
         transcriptTruncated: i % 9 === 0,
         relay,
+        // Linux's SYN, IPv4 and IPv6, a UDP datagram's, and none (the monitor did not see it).
+        synFacts: [
+          { ttl: 64, ipId: 4321, dontFragment: true, tcpWindow: 64240, tcpFlags: 2, tcpOptions: [2, 4, 8, 1, 3], mss: 1460, windowScale: 7 },
+          { ttl: 55, ipId: null, dontFragment: false, tcpWindow: 64800, tcpFlags: 2, tcpOptions: [2, 4, 8, 1, 3], mss: 1440, windowScale: 7 },
+          { ttl: 113, ipId: 7, dontFragment: false, tcpWindow: null, tcpFlags: null, tcpOptions: [], mss: null, windowScale: null },
+          null,
+        ][i % 4]!,
       })
     })
     for (const attack of attacks) store.enqueue(attack)
@@ -237,7 +247,9 @@ describe('sqlite store', () => {
         relay_target: attack.relay?.target ?? null,
         relay_outcome: attack.relay?.outcome ?? null,
         fallback_reason: attack.relay?.reason ?? null,
+        syn_facts: attack.synFacts === null ? null : JSON.stringify(attack.synFacts),
       })
+      expect(decodeSynFacts(row.syn_facts)).toEqual(attack.synFacts)
     }
 
     // Attack data is sensitive: the file is 0600 and the directories the store created are 0700.
@@ -254,7 +266,7 @@ describe('sqlite store', () => {
     track(db)
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
     expect(db.pragma('user_version', { simple: true })).toBe(latestSchemaVersion())
-    expect(latestSchemaVersion()).toBe(5)
+    expect(latestSchemaVersion()).toBe(6)
   })
 
   it('batches a burst into few transactions', async () => {

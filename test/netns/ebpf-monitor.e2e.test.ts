@@ -53,7 +53,7 @@ describeNetns('sensor with the eBPF monitor', () => {
     const results = await runAttackPlan(pair, plan)
     for (const result of results) expect(result['connected']).toBe(true)
     const rows = await waitFor(
-      () => readRows<{ dst_port: number; family: number; src_ip: string; dst_ip: string; payload: Buffer }>(fx.dbPath, 'SELECT dst_port, family, src_ip, dst_ip, payload FROM attacks WHERE protocol = ? ORDER BY dst_port', 'tcp'),
+      () => readRows<{ dst_port: number; family: number; src_ip: string; dst_ip: string; payload: Buffer; syn_facts: string | null }>(fx.dbPath, 'SELECT dst_port, family, src_ip, dst_ip, payload, syn_facts FROM attacks WHERE protocol = ? ORDER BY dst_port', 'tcp'),
       (r) => r.length === ports.length,
       5_000,
     )
@@ -62,6 +62,16 @@ describeNetns('sensor with the eBPF monitor', () => {
       const v4 = i % 2 === 0
       expect(row).toMatchObject({ family: v4 ? 4 : 6, src_ip: v4 ? pair.attackerV4 : pair.attackerV6, dst_ip: v4 ? pair.sensorV4 : pair.sensorV6 })
       expect(row.payload.toString('latin1')).toBe(`probe ${row.dst_port}\r\n`)
+      // The XDP program's facts of the SYN, joined to the accepted connection: the same as NFQUEUE records.
+      expect(row.syn_facts).not.toBeNull()
+      expect(JSON.parse(row.syn_facts!)).toMatchObject({
+        ttl: 64,
+        tcpFlags: 0x02,
+        tcpOptions: [2, 4, 8, 1, 3],
+        mss: v4 ? 1460 : 1440,
+        windowScale: expect.any(Number),
+        ...(v4 ? { dontFragment: true, ipId: expect.any(Number) } : { ipId: null }),
+      })
     }
   })
 

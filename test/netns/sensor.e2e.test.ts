@@ -83,6 +83,17 @@ describeNetns('sensor in a network namespace (real NFQUEUE rule, real sensor, re
     const row = rows[0]!
     const sent = Buffer.from(request, 'latin1')
     expect(row).toMatchObject({ protocol: 'tcp', family: 4, src_ip: pair.attackerV4, dst_ip: pair.sensorV4, dst_port: 80, mode: 'normal', truncated: 0 })
+    // The queued SYN's header facts, as Linux's client stack sent them over a 1500-byte link.
+    expect(JSON.parse(readRows<{ syn_facts: string }>(dbPath, 'SELECT syn_facts FROM attacks WHERE id = ?', row.id)[0]!.syn_facts)).toMatchObject({
+      ttl: 64,
+      dontFragment: true,
+      tcpFlags: 0x02,
+      tcpOptions: [2, 4, 8, 1, 3],
+      mss: 1460,
+      windowScale: expect.any(Number),
+      tcpWindow: expect.any(Number),
+      ipId: expect.any(Number),
+    })
     expect(row.payload.equals(sent)).toBe(true)
     expect(row.bytes_received).toBe(sent.length)
     expect(row.bytes_sent).toBeGreaterThan(0)

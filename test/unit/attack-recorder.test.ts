@@ -183,6 +183,7 @@ describe('sessions', () => {
       transcript: [{ direction: 'in', offsetMs: expect.any(Number), size: 2 }],
       transcriptTruncated: false,
       relay: null,
+      synFacts: null,
     })
   })
 

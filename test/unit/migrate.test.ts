@@ -45,7 +45,7 @@ describe('migrate', () => {
   it('creates the schema on a fresh database and marks it as ours', () => {
     const { db } = openTempDb()
     const result = migrate(db)
-    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql', '002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql', '005-fulltext.sql'] })
+    expect(result).toEqual({ fromVersion: 0, toVersion: latestSchemaVersion(), applied: ['001-initial.sql', '002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql', '005-fulltext.sql', '006-syn-facts.sql'] })
     expect(tables(db)).toEqual([
       'artifacts', 'attack_text', 'attack_text_config', 'attack_text_data', 'attack_text_docsize', 'attack_text_idx', 'attacks', 'downloads', 'meta',
       'pipeline_state', 'plugin_runs', 'responses', 'samples',
@@ -59,7 +59,7 @@ describe('migrate', () => {
   it('does nothing the second time', () => {
     const { db } = openTempDb()
     migrate(db)
-    expect(migrate(db)).toEqual({ fromVersion: 5, toVersion: 5, applied: [] })
+    expect(migrate(db)).toEqual({ fromVersion: 6, toVersion: 6, applied: [] })
   })
 
   it('refuses a database whose version is newer than the code knows', () => {
@@ -68,7 +68,7 @@ describe('migrate', () => {
     db.pragma('user_version = 7')
     const err = caught(() => migrate(db))
     expect(hasErrorCode(err, 'HT_ERR_STORE_OPEN')).toBe(true)
-    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 5/)
+    expect((err as Error).message).toMatch(/schema version 7.*knows versions up to 6/)
     expect(userVersion(db)).toBe(7)
   })
 
@@ -128,7 +128,7 @@ describe('migrate', () => {
     insert.run('01JZ0000000000000000000002', Buffer.alloc(0))
     const before = db.prepare('SELECT * FROM attacks ORDER BY id').all()
 
-    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 5, applied: ['002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql', '005-fulltext.sql'] })
+    expect(migrate(db)).toEqual({ fromVersion: 1, toVersion: 6, applied: ['002-transcript.sql', '003-plugins.sql', '004-plugin-indexes.sql', '005-fulltext.sql', '006-syn-facts.sql'] })
     const after = db.prepare<[], Record<string, unknown>>('SELECT * FROM attacks ORDER BY id').all()
     expect(after).toHaveLength(2)
     after.forEach((row, i) => {

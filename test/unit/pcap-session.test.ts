@@ -9,7 +9,7 @@ function row(fields: Partial<AttackRow>): AttackRow {
     dst_ip: '198.18.0.1', dst_port: 23, started_at: 1_000_000, ended_at: 1_005_000, close_reason: 'peer-closed',
     bytes_received: 0, bytes_sent: 0, truncated: 0, payload_size: 0, md5: '', sha256: '', sha512: '', response_size: 0,
     response_truncated: 0, response_sha256: null, transcript_truncated: 0, relay_target: null, relay_outcome: null,
-    fallback_reason: null, payload: Buffer.alloc(0), response: Buffer.alloc(0), transcript: '[]',
+    fallback_reason: null, syn_facts: null, payload: Buffer.alloc(0), response: Buffer.alloc(0), transcript: '[]',
     ...fields,
   }
 }

@@ -1,17 +1,20 @@
+import { readdir } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
 import type { PortPolicyTable } from '../../supervisor/port-policy.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
-import { openSteering, openUdpCatchAll, socketFd, type SteeringHandle, type UdpCatchAllHandle } from './bpf-native.js'
+import { openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
+import type { SynRecord } from './syn-record.js'
 import type { UdpDatagram } from './udp-record.js'
 
 /** What the eBPF monitor hands its traffic to: the supervisor. */
 export interface SteeredTarget {
   acceptSteered(socket: Socket): void
   steeredDatagram(datagram: UdpDatagram): Promise<void>
+  synFactsSeen(records: readonly SynRecord[]): void
   hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean
 }
 
@@ -20,6 +23,7 @@ export interface EbpfSourceOptions {
   readonly policy: PortPolicyTable // ignored and excluded ports are left to the kernel
   readonly includeLoopback: boolean
   readonly serviceScanMs: number // how often the ports real services hold are read again
+  readonly interfaces: readonly string[] | null // where the XDP program reads SYN facts; null: all but lo, at start
   readonly backlog: number
   readonly log: Logger
 }
@@ -45,6 +49,7 @@ export class EbpfSource implements PacketSource {
   #steering: SteeringHandle | null = null
   #server: Server | null = null
   #udp: UdpCatchAllHandle | null = null
+  #facts: SynFactsHandle | null = null
   #scanTimer: NodeJS.Timeout | undefined
   #scanning = false
   #ignored: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
@@ -74,12 +79,30 @@ export class EbpfSource implements PacketSource {
       await this.stop()
       throw err
     }
+    await this.#openFacts()
     this.#scanTimer = setInterval(() => void this.#scan(), this.#o.serviceScanMs).unref()
     this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
   }
 
+  /**
+   * The XDP program that reports each SYN's header facts for the records. Without it the sensor still captures
+   * everything (records then have no facts), so a failure here is a warning, not a failed start.
+   */
+  async #openFacts(): Promise<void> {
+    const interfaces = this.#o.interfaces ?? (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo' || this.#o.includeLoopback)
+    if (interfaces.length === 0) return
+    try {
+      this.#facts = openSynFacts({ interfaces, onRecords: (records) => this.#o.target.synFactsSeen(records) })
+      this.#log.info({ interfaces: this.#facts.interfaces() }, 'syn facts attached')
+    } catch (err) {
+      this.#log.warn({ err, interfaces }, 'syn facts unavailable: records will have none')
+    }
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#scanTimer)
+    this.#facts?.close()
+    this.#facts = null
     // The program first: from here on new connections meet the kernel's own lookup, as without the sensor.
     this.#steering?.close()
     this.#steering = null

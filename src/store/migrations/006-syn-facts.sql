@@ -1,0 +1,12 @@
+-- 006-syn-facts: the header facts of the packet that opened each session, for fingerprinting.
+-- Applied by src/store/migrate.ts inside one transaction that also sets PRAGMA user_version = 6.
+-- One ADD COLUMN with no default: SQLite rewrites no row, so it takes milliseconds on a database of any size. Rows
+-- written before it, and sessions whose opening packet the monitor did not see, read NULL.
+--
+-- JSON text (src/store/syn-facts-column.ts), the same facts from every monitor (NFQUEUE's queued packet, the eBPF
+-- monitor's XDP program, a pcap capture):
+--   {"ttl":64,"ipId":43121,"dontFragment":true,"tcpWindow":64240,"tcpFlags":2,"tcpOptions":[2,4,8,1,3],"mss":1460,"windowScale":7}
+-- ttl is the IPv4 TTL or IPv6 hop limit; ipId is null for IPv6; the tcp fields, mss and windowScale are null for UDP
+-- (tcpOptions []). tcpOptions are the option kinds in wire order (2 MSS, 4 SACK permitted, 8 timestamps, 1 NOP, 3 window
+-- scale), which with the TTL and window is what passive fingerprinting (p0f-style) reads.
+ALTER TABLE attacks ADD COLUMN syn_facts TEXT;
