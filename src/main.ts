@@ -86,7 +86,6 @@ function createMonitor(config: Config, deps: { readonly excluded: readonly PortR
       includeLoopback: config.rules.includeLoopback,
       serviceScanMs: config.monitor.ebpf.serviceScanMs,
       interfaces: config.monitor.ebpf.interfaces,
-      backlog: config.listeners.backlog,
       log,
     })
   }

@@ -1,5 +1,6 @@
 import type { BulkMedian, BulkPaths, BulkRun, ColdProbe, PathLatencyFigures, ProxyFigures } from './proxy-figures.js'
 import type { AnalysisFigures, QueryTiming } from './analysis-scenario.js'
+import type { EbpfFigures } from './ebpf-scenario.js'
 import type { PipelineFigures } from './pipeline-scenario.js'
 import type { HotFigures, Measured, MemoryFigures, RateFigures, Rounds } from './scenarios.js'
 
@@ -26,6 +27,7 @@ export interface BenchResults {
   readonly d: ProxyFigures | null // reference = a direct connection to the same backend, honeytrap-ts = its proxy
   readonly e: PipelineFigures | null // reference = the sensor with its plugin pipeline off, honeytrap-ts = on
   readonly f: AnalysisFigures | null // no reference: the issue's budgets for the analyst's commands
+  readonly g: EbpfFigures | null // reference = the sensor on the NFQUEUE monitor, honeytrap-ts = on the eBPF monitor
 }
 
 export type Verdict = 'PASS' | 'MISSED' | ''
@@ -52,6 +54,9 @@ const MAX_LIST_PAGE_MS = 100
 const MAX_TEXT_SEARCH_MS = 500
 const MAX_EXPORT_100K_S = 5
 const MIN_INGEST_PER_S = 50_000
+const MIN_EBPF_NEWPORT_RATIO = 2
+const MIN_EBPF_NEWPORT_PER_S = 7_300
+const MIN_EBPF_HOT_RATIO = 1
 
 function int(n: number): string {
   return Math.round(n).toLocaleString('en-US')
@@ -263,6 +268,43 @@ function analysisRows(f: AnalysisFigures): ReportRow[] {
   ]
 }
 
+/** (g): the reference column is the sensor on the NFQUEUE monitor, the honeytrap-ts column the same on eBPF. */
+function ebpfRows(g: EbpfFigures): ReportRow[] {
+  const { newport, hot, rates, idle } = g
+  const npRatio = newport.ebpf.perSecond / newport.nfqueue.perSecond
+  const hotRatio = hot.ebpf.perSecond / hot.nfqueue.perSecond
+  const p = (m: Measured): { p50: number | null; p99: number | null } => ({ p50: m.latency?.p50Ms ?? null, p99: m.latency?.p99Ms ?? null })
+  return [
+    {
+      figure: '(g) new ports/s, 32 in flight: NFQUEUE monitor (reference) / eBPF monitor',
+      reference: int(newport.nfqueue.perSecond),
+      honeytrap: int(newport.ebpf.perSecond),
+      ratio: npRatio.toFixed(2),
+      target: `≥ ${MIN_EBPF_NEWPORT_RATIO} × NFQUEUE and ≥ ${int(MIN_EBPF_NEWPORT_PER_S)}/s`,
+      verdict: verdict(npRatio >= MIN_EBPF_NEWPORT_RATIO && newport.ebpf.perSecond >= MIN_EBPF_NEWPORT_PER_S),
+    },
+    roundsRow('(g)', newport.nfqueue, newport.ebpf),
+    { figure: '(g) new-port connect p50 / p99, 32 in flight, ms', reference: `${ms(p(newport.nfqueue).p50)} / ${ms(p(newport.nfqueue).p99)}`, honeytrap: `${ms(p(newport.ebpf).p50)} / ${ms(p(newport.ebpf).p99)}`, ratio: ratio(p(newport.ebpf).p99, p(newport.nfqueue).p99), target: '(reported)', verdict: '' },
+    { figure: '(g) generator CPU during new ports, % of one core (the load generator\'s own limit)', reference: int(newport.nfqueue.generatorCpuPct), honeytrap: int(newport.ebpf.generatorCpuPct), ratio: '', target: '(reported)', verdict: '' },
+    { figure: '(g) hot port: completed connections/s, 64 in flight', reference: int(hot.nfqueue.perSecond), honeytrap: int(hot.ebpf.perSecond), ratio: hotRatio.toFixed(2), target: `≥ ${MIN_EBPF_HOT_RATIO} × NFQUEUE`, verdict: verdict(hotRatio >= MIN_EBPF_HOT_RATIO) },
+    roundsRow('(g)', hot.nfqueue, hot.ebpf),
+    // The target holds at every rate the machine can carry: up to the eBPF sensor's closed-loop rate measured above.
+    // Past it, handshakes queue up and overflow whatever the monitor; those rows are reported.
+    ...rates.map((r) => {
+      const carried = r.offered <= newport.ebpf.perSecond
+      return {
+        figure: `(g) connects ≥ 1 s (or failed) at ${int(r.offered)} new ports/s offered${carried ? '' : ' (past what the machine carries)'}; p99 ms`,
+        reference: `${share(r.nfqueue.atLeast1s, r.nfqueue.offered)}; ${ms(p(r.nfqueue).p99)}`,
+        honeytrap: `${share(r.ebpf.atLeast1s, r.ebpf.offered)}; ${ms(p(r.ebpf).p99)}`,
+        ratio: '',
+        target: carried ? 'none (eBPF)' : '(reported)',
+        verdict: carried ? verdict(r.ebpf.atLeast1s === 0 && r.ebpf.load.connected === r.ebpf.offered) : ('' as const),
+      }
+    }),
+    { figure: '(g) RSS idle (settled, 15 s after start-up), MB', reference: mb(idle.nfqueue.idleKiB), honeytrap: mb(idle.ebpf.idleKiB), ratio: ratio(idle.ebpf.idleKiB, idle.nfqueue.idleKiB), target: '(reported)', verdict: '' },
+  ]
+}
+
 /** Every row the selected sections produced, in the issue's order. */
 export function buildRows(results: BenchResults): ReportRow[] {
   return [
@@ -272,6 +314,7 @@ export function buildRows(results: BenchResults): ReportRow[] {
     ...(results.d === null ? [] : proxyRows(results.d)),
     ...(results.e === null ? [] : pipelineRows(results.e)),
     ...(results.f === null ? [] : analysisRows(results.f)),
+    ...(results.g === null ? [] : ebpfRows(results.g)),
   ]
 }
 

@@ -232,15 +232,15 @@ export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise
   }, { kind, scenario: 'newport' })
 }
 
-/** (b) Open loop: 3,000 new ports per second offered, each connect bounded by 3 s. */
-export function rateScenario(kind: SystemKind, ctx: ScenarioContext): Promise<RateFigures> {
+/** (b) Open loop: 3,000 new ports per second offered (or `ratePerSecond`), each connect bounded by 3 s. */
+export function rateScenario(kind: SystemKind, ctx: ScenarioContext, ratePerSecond = 3_000): Promise<RateFigures> {
   return withSystem(ctx, async (sys) => {
-    const spec = { mode: 'rate', fromPort: FIRST_NEW_PORT, portStep: 1, ratePerSecond: 3_000, durationMs: ctx.quick ? 2_000 : 5_000, connectTimeoutMs: 3_000 } as const
+    const spec = { mode: 'rate', fromPort: FIRST_NEW_PORT, portStep: 1, ratePerSecond, durationMs: ctx.quick ? 2_000 : 5_000, connectTimeoutMs: 3_000 } as const
     const measured = await measure(sys, () => runLoadGen(sys.pair, spec), ctx)
     const offered = measured.load.started
     const atLeast1s = (measured.latency?.atLeast1s ?? 0) + measured.load.timeouts
     return { ...measured, offered, atLeast1s, atLeast1sShare: offered > 0 ? atLeast1s / offered : 0 }
-  }, { kind, scenario: 'rate' })
+  }, { kind, scenario: ratePerSecond === 3_000 ? 'rate' : `rate-${ratePerSecond}` })
 }
 
 /** (b) One connection at a time to never-used ports: the latency of the bind-before-accept path alone. */
@@ -249,6 +249,16 @@ export function serialScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
     const spec = { mode: 'serial', fromPort: FIRST_NEW_PORT, portStep: 1, count: ctx.quick ? 200 : 500, deadlineMs: 30_000 } as const
     return measure(sys, () => runLoadGen(sys.pair, spec), ctx)
   }, { kind, scenario: 'serial' })
+}
+
+/** RSS of a system left idle: just after start-up, and settled (V8's memory reducer has run). */
+export function idleRssScenario(kind: SystemKind, ctx: ScenarioContext): Promise<{ readonly startupKiB: number; readonly idleKiB: number }> {
+  return withSystem(ctx, async (sys) => {
+    await sleep(2_000)
+    const startupKiB = readProcUsage(sys.pid).rssKiB
+    await sleep(IDLE_SETTLE_MS - 2_000)
+    return { startupKiB, idleKiB: readProcUsage(sys.pid).rssKiB }
+  }, { kind, scenario: 'idle' })
 }
 
 /** (c) RSS idle, with 10,000 idle connections, and after a scan of every port (a part of them with --quick). */

@@ -24,11 +24,11 @@ export interface EbpfSourceOptions {
   readonly includeLoopback: boolean
   readonly serviceScanMs: number // how often the ports real services hold are read again
   readonly interfaces: readonly string[] | null // where the XDP program reads SYN facts; null: all but lo, at start
-  readonly backlog: number
   readonly log: Logger
 }
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
+const STEERING_BACKLOG = 65_535
 
 /**
  * `monitor: ebpf`. A BPF sk_lookup program steers every new TCP connection and UDP flow, on every port not left to
@@ -125,8 +125,10 @@ export class EbpfSource implements PacketSource {
     })
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new HoneytrapError('HT_ERR_MONITOR_OPEN', `ebpf: cannot open the steering TCP socket: ${err.message}`, { cause: err })))
-      // Port 0: any free port will do, the program steers every other port to it whatever it is.
-      server.listen({ host: '::', port: 0, ipv6Only: false, backlog: this.#o.backlog }, () => resolve(server))
+      // Port 0: any free port will do, the program steers every other port to it whatever it is. Its one accept queue
+      // holds the handshakes of every port, so it asks for the most the kernel gives (net.core.somaxconn caps it;
+      // 4,096 by default): at 3,000 new ports a second a queue of 511 overflowed whenever the event loop paused.
+      server.listen({ host: '::', port: 0, ipv6Only: false, backlog: STEERING_BACKLOG }, () => resolve(server))
     })
   }
 
