@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { afterEach, beforeEach, expect, it } from 'vitest'
+import { promisify } from 'node:util'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { NetnsPair } from '../../src/netns/netns-pair.js'
-import { distScript } from '../../src/netns/sensor-process.js'
-import { describeNetns, readRows } from '../helpers/netns-env.js'
+import { distScript, runAttackPlan } from '../../src/netns/sensor-process.js'
+import { isRoot, readRows } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 const BATCH_WINDOW_MS = 200
@@ -42,19 +44,43 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
   }
 }
 
-describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
+// The same lifecycle whichever monitor captures; only the clean-up each leaves to check differs (see sensor.e2e).
+const MONITORS = {
+  nfqueue: { config: 'monitor: { type: nfqueue }', primes: false },
+  ebpf: { config: 'monitor: { type: ebpf }', primes: false },
+  pcap: { config: 'monitor: { type: pcap }', primes: true }, // the first attempt at a port is lost: prime it
+} as const
+
+async function ourPrograms(): Promise<string[]> {
+  const { stdout } = await promisify(execFile)('bpftool', ['prog', 'show', '--json'], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 })
+  return (JSON.parse(stdout) as { name?: string }[]).map((p) => p.name ?? '').filter((n) => n.startsWith('honeytrap'))
+}
+
+describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on monitor %s: what survives SIGTERM and SIGKILL', (monitor, caps) => {
   let fx: SensorFixture
+  let programsBefore: string[] = []
+
+  /** pcap: one lost attempt at the port, then wait for the listener it brought up. */
+  async function prime(pair: NetnsPair, port: number): Promise<void> {
+    if (!caps.primes) return
+    await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port, waitMs: 300 }])
+    const deadline = Date.now() + 5_000
+    while (Date.now() < deadline && (await pair.exec(pair.sensorNs, 'ss', ['-Hnlt', `sport = :${port}`])).trim() === '') await new Promise((r) => setTimeout(r, 50))
+  }
 
   beforeEach(async () => {
-    fx = await startSensorFixture({ label: 'life', configYaml: `store: { batchWindowMs: ${BATCH_WINDOW_MS} }\nresponder: { idleTimeoutMs: 30000 }\n` })
+    programsBefore = monitor === 'ebpf' ? await ourPrograms() : []
+    fx = await startSensorFixture({ label: `life-${monitor}`, configYaml: `${caps.config}\nstore: { batchWindowMs: ${BATCH_WINDOW_MS} }\nresponder: { idleTimeoutMs: 30000 }\n` })
   })
 
   afterEach(() => fx?.teardown('SIGKILL'))
 
-  it('SIGTERM ends every open session as "shutdown", stores all of them, exits 0 and removes its rules', async () => {
+  it('SIGTERM ends every open session as "shutdown", stores all of them, exits 0 and leaves nothing behind', async () => {
     const { pair, dbPath } = fx
     const rulesBefore = await pair.exec(pair.sensorNs, 'iptables', ['-S'])
-    expect(rulesBefore).toContain('-j HONEYTRAP')
+    expect(rulesBefore.includes('-j HONEYTRAP')).toBe(monitor === 'nfqueue')
+    if (monitor === 'ebpf') expect((await ourPrograms()).length).toBeGreaterThan(programsBefore.length)
+    await prime(pair, 2323)
     const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port: 2323, count: 40, holdMs: 20_000 }])
     await until(() => client.lines.some((l) => l['type'] === 'hold-ready'), 15_000)
     expect(client.lines.find((l) => l['type'] === 'hold-ready')).toMatchObject({ connected: 40 })
@@ -67,11 +93,13 @@ describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
     for (const row of rows) expect(row.close_reason).toBe('shutdown')
     expect(await pair.exec(pair.sensorNs, 'iptables', ['-S'])).not.toContain('HONEYTRAP')
     expect(await pair.exec(pair.sensorNs, 'ip6tables', ['-S'])).not.toContain('HONEYTRAP')
+    if (monitor === 'ebpf') expect(await ourPrograms()).toEqual(programsBefore)
     await client.done
   })
 
   it(`SIGKILL loses no attack that ended more than the batch window (${BATCH_WINDOW_MS} ms) before the kill`, async () => {
     const { pair, dbPath } = fx
+    await prime(pair, 8000)
     const client = startClient(pair, [{ type: 'sequence', host: pair.sensorV4, port: 8000, count: 1500, intervalMs: 2, token: 'tok' }])
     // Let a good number of attacks end, then kill mid-stream.
     await until(() => client.lines.filter((l) => l['ok'] === true).length >= 400, 20_000)
@@ -95,5 +123,15 @@ describeNetns('sensor lifecycle: what survives SIGTERM and SIGKILL', () => {
     // The pipeline process notices its parent is gone (the IPC channel closes) and exits by itself.
     await until(() => !running(children[0]!), 15_000)
     expect(running(children[0]!)).toBe(false)
+    // eBPF: the kernel detached the programs with the process (poll: the links go with its last reference).
+    if (monitor === 'ebpf') {
+      const deadline = Date.now() + 10_000
+      let left = await ourPrograms()
+      while (left.length > programsBefore.length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200))
+        left = await ourPrograms()
+      }
+      expect(left).toEqual(programsBefore)
+    }
   })
 })

@@ -108,9 +108,10 @@ export class EbpfSource implements PacketSource {
     this.#steering = null
     this.#udp?.close()
     this.#udp = null
-    const server = this.#server
+    // Stops accepting at once. Not awaited: close()'s callback waits for every accepted connection to end, and those
+    // are the supervisor's sessions, which it ends after the monitor has stopped.
+    this.#server?.close()
     this.#server = null
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 
   stats(): MonitorStats {
