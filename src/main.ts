@@ -80,9 +80,10 @@ export async function resolveExcludes(config: Config): Promise<PortRange[]> {
 function createMonitor(config: Config, deps: { readonly excluded: readonly PortRange[]; readonly supervisor: Supervisor; readonly log: Logger }): PacketSource {
   const { excluded, log } = deps
   if (config.monitor.type === 'ebpf') {
+    const policy = buildPortPolicy(config.ports, config.responder.bannerPorts, excluded)
     return new EbpfSource({
       target: deps.supervisor,
-      policy: buildPortPolicy(config.ports, config.responder.bannerPorts, excluded),
+      isIgnored: (protocol, port) => policy.resolve(protocol, port).mode === 'ignore',
       includeLoopback: config.rules.includeLoopback,
       serviceScanMs: config.monitor.ebpf.serviceScanMs,
       interfaces: config.monitor.ebpf.interfaces,

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressFamily } from '../attack/attack.js'
+import { ACCEPTED_SOCKET_OPTIONS } from '../core/socket-options.js'
 import { listenerKey, wildcardAddress, type Listener } from './listener.js'
 
 export interface TcpListenerOptions {
@@ -31,7 +32,7 @@ export class TcpListener implements Listener {
   static open(options: TcpListenerOptions): Promise<TcpListener> {
     // allowHalfOpen: an attacker's FIN must not close our side by itself; a relay passes it on and keeps the other
     // direction flowing, and normal mode ends the session on it explicitly.
-    const server = createServer({ noDelay: true, allowHalfOpen: true })
+    const server = createServer(ACCEPTED_SOCKET_OPTIONS)
     const listener = new TcpListener(server, options)
     server.on('connection', (socket) => options.onConnection(listener, socket))
     return new Promise((resolve, reject) => {

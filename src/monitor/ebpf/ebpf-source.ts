@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
-import type { PortPolicyTable } from '../../supervisor/port-policy.js'
+import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
@@ -20,7 +20,7 @@ export interface SteeredTarget {
 
 export interface EbpfSourceOptions {
   readonly target: SteeredTarget
-  readonly policy: PortPolicyTable // ignored and excluded ports are left to the kernel
+  readonly isIgnored: (protocol: Protocol, port: number) => boolean // ignored and excluded ports: left to the kernel
   readonly includeLoopback: boolean
   readonly serviceScanMs: number // how often the ports real services hold are read again
   readonly interfaces: readonly string[] | null // where the XDP program reads SYN facts; null: all but lo, at start
@@ -71,7 +71,7 @@ export class EbpfSource implements PacketSource {
       steering.setSocket('udp', this.#udp.fd)
       steering.setLoopback(this.#o.includeLoopback)
       for (const protocol of PROTOCOLS) {
-        for (let port = 1; port <= 65_535; port++) if (this.#o.policy.resolve(protocol, port).mode === 'ignore') this.#ignored[protocol].add(port)
+        for (let port = 1; port <= 65_535; port++) if (this.#o.isIgnored(protocol, port)) this.#ignored[protocol].add(port)
       }
       this.#applyPasses(await readPortOwners())
       steering.attach()
@@ -120,7 +120,7 @@ export class EbpfSource implements PacketSource {
   }
 
   #listen(): Promise<Server> {
-    const server = createServer((socket) => {
+    const server = createServer(ACCEPTED_SOCKET_OPTIONS, (socket) => {
       this.#stats.attempts++
       this.#o.target.acceptSteered(socket)
     })
