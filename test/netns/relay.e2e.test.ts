@@ -6,7 +6,7 @@ import { startBackend, type BackendProcess } from '../../src/netns/backend-proce
 import type { NetnsPair, NetnsTrio } from '../../src/netns/netns-pair.js'
 import { runAttackPlan, startSensorProcess, type LogLine, type SensorProcess } from '../../src/netns/sensor-process.js'
 import type { RelayModeStats } from '../../src/responders/relay-stats.js'
-import { describeNetns, isRoot, readRows, waitFor } from '../helpers/netns-env.js'
+import { isRoot, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 import { formatEndpoint } from '../../src/core/format-endpoint.js'
 
@@ -174,7 +174,7 @@ async function stopAndReadSummary(sensor: SensorProcess, timeoutMs = 20_000): Pr
   return sensor.lines.find((line) => line.msg === 'sensor stopped')
 }
 
-// Mirror and proxy are the same whichever monitor brings the connection in: both suites run on NFQUEUE and eBPF.
+// Mirror and proxy are the same whichever monitor brings the connection in: every suite here runs on NFQUEUE and eBPF.
 // (pcap would lose each port's first attempt, which these exact-count tests do not allow for; sensor.e2e covers it.)
 const RELAY_MONITORS = [['nfqueue'], ['ebpf']] as const
 
@@ -439,7 +439,7 @@ describe.skipIf(!isRoot).each(RELAY_MONITORS)('relay e2e on monitor %s: proxy to
   })
 })
 
-describeNetns('relay e2e: a target that is down or silent falls back to the template', () => {
+describe.skipIf(!isRoot).each(RELAY_MONITORS)('relay e2e on monitor %s: a target that is down or silent falls back to the template', (monitor) => {
   const MIRROR_DOWN = 9200
   const PROXY_DOWN = { port: 9201, backend: 9301 }
   const PROXY_DROPPED = { port: 9202, backend: 9302 }
@@ -452,13 +452,14 @@ describeNetns('relay e2e: a target that is down or silent falls back to the temp
 
   beforeAll(async () => {
     fx = await startSensorFixture({
-      label: 'rfal',
+      label: `rfal-${monitor}`,
       backend: true,
       prepare: (dir) => {
         templatesDir = writeTemplates(dir, [MIRROR_DOWN, PROXY_DOWN.port, PROXY_DROPPED.port, MIRROR_DROPPED, MIRROR_DROPPED_FIN, NORMAL])
       },
       configYaml: (trio) =>
         JSON.stringify({
+          monitor: { type: monitor },
           // A short idle timeout: a fallen-back session closes itself soon after the template, which ends the client.
           responder: { templatesDir, idleTimeoutMs: 400 },
           store: { batchWindowMs: 100 },
@@ -567,7 +568,7 @@ describeNetns('relay e2e: a target that is down or silent falls back to the temp
   })
 })
 
-describeNetns('relay e2e: mirror guards and budgets', () => {
+describe.skipIf(!isRoot).each(RELAY_MONITORS)('relay e2e on monitor %s: mirror guards and budgets', (monitor) => {
   // Every budget is per source address, so each budget test attacks from an address of its own: the attacker's IPv4
   // address is on the deny list, the concurrency test uses the attacker's IPv6 address, and the connection and byte
   // budgets are tested from the backend namespace (IPv4 and IPv6), which reaches the sensor's backend-link address.
@@ -584,13 +585,14 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
 
   beforeAll(async () => {
     fx = await startSensorFixture({
-      label: 'rgrd',
+      label: `rgrd-${monitor}`,
       backend: true,
       prepare: (dir) => {
         templatesDir = writeTemplates(dir, [OWN, DENIED, HELD, CONCURRENT, COUNTED, BYTES])
       },
       configYaml: (trio) =>
         JSON.stringify({
+          monitor: { type: monitor },
           // includeLoopback: a connection from the sensor to itself travels over lo, which is otherwise not trapped.
           rules: { includeLoopback: true },
           responder: { templatesDir, idleTimeoutMs: 400 },
@@ -729,7 +731,7 @@ describeNetns('relay e2e: mirror guards and budgets', () => {
   })
 })
 
-describeNetns('relay e2e: the byte budget runs out on the bytes held while the target was connecting', () => {
+describe.skipIf(!isRoot).each(RELAY_MONITORS)('relay e2e on monitor %s: the byte budget runs out on the bytes held while the target was connecting', (monitor) => {
   const PORT = 9500
   const BYTE_BUDGET = 20_000
   const SENT = 100_000
@@ -738,8 +740,9 @@ describeNetns('relay e2e: the byte budget runs out on the bytes held while the t
 
   beforeAll(async () => {
     fx = await startSensorFixture({
-      label: 'rerl',
+      label: `rerl-${monitor}`,
       configYaml: JSON.stringify({
+        monitor: { type: monitor },
         store: { batchWindowMs: 100 },
         // connectTimeoutMs stays at its 3 s default: the connect succeeds on the SYN retransmitted after 1 s.
         mirror: { bytesPerMinutePerSource: BYTE_BUDGET },
@@ -788,7 +791,7 @@ describeNetns('relay e2e: the byte budget runs out on the bytes held while the t
   })
 })
 
-describeNetns('relay e2e: two sensors mirroring each other', () => {
+describe.skipIf(!isRoot).each(RELAY_MONITORS)('relay e2e on monitor %s: two sensors mirroring each other', (monitor) => {
   // Sensor A in the sensor namespace, sensor B in the attacker namespace, both mirroring every port. A client in the
   // attacker namespace attacks A; its connection is outbound from B's namespace, so B does not trap it.
   const PORT = 7000
@@ -802,6 +805,7 @@ describeNetns('relay e2e: two sensors mirroring each other', () => {
 
   const configFor = (templatesDir: string): string =>
     JSON.stringify({
+      monitor: { type: monitor },
       // The loop's last hop is served in normal mode: its idle timeout ends the whole chain, hop by hop.
       responder: { templatesDir, idleTimeoutMs: 1_000 },
       store: { batchWindowMs: 100 },
@@ -812,7 +816,7 @@ describeNetns('relay e2e: two sensors mirroring each other', () => {
   beforeAll(async () => {
     let templatesDir = ''
     fx = await startSensorFixture({
-      label: 'rloop',
+      label: `rloop-${monitor}`,
       prepare: (dir) => {
         templatesDir = writeTemplates(dir, [PORT, MAPPED_TO])
       },
