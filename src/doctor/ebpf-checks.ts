@@ -1,6 +1,6 @@
 import { access, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-
+import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from '../monitor/ebpf/accept-queue.js'
 import { DEFAULT_STEER_OBJECT, DEFAULT_SYNFACTS_OBJECT, openSteering } from '../monitor/ebpf/bpf-native.js'
 import { execBounded, firstLine, guardCheck, CHECK_TIMEOUT_MS, type Check } from './checks.js'
 
@@ -25,6 +25,7 @@ export async function ebpfChecks(): Promise<Check[]> {
   const groups = await Promise.all([
     built ? guard('ebpf.probe', 'fail', probeCheck) : Promise.resolve([notProbed()]),
     guard('ebpf.programs', 'warn', programsCheck),
+    guard('ebpf.accept-queue', 'warn', acceptQueueCheck),
   ])
   return [...files, ...groups.flat()]
 }
@@ -43,6 +44,21 @@ async function buildCheck(): Promise<Check> {
   if (missing.length === 0) return { ...base, status: 'ok', summary: 'the eBPF addon and BPF objects are built', detail: wanted.join('\n') }
   const summary = `the eBPF side is not built (${missing.length} of ${wanted.length} files missing)`
   return { ...base, status: 'fail', summary, detail: missing.join('\n'), fix: BUILD_FIX }
+}
+
+/** The one steering socket's accept queue holds every port's handshakes; somaxconn caps it (accept-queue.ts). */
+async function acceptQueueCheck(): Promise<Check> {
+  const base = { id: 'ebpf.accept-queue', monitor: 'ebpf' } as const
+  const somaxconn = await readSomaxconn()
+  if (somaxconn === null) return { ...base, status: 'warn', summary: 'net.core.somaxconn could not be read' }
+  if (somaxconn >= ADVISED_SOMAXCONN) return { ...base, status: 'ok', summary: `net.core.somaxconn is ${somaxconn}` }
+  return {
+    ...base,
+    status: 'warn',
+    summary: `net.core.somaxconn is ${somaxconn}: the one accept queue of every port overflows under a fast scan`,
+    detail: 'handshakes past it are dropped and retried by the client a second later',
+    fix: SOMAXCONN_FIX,
+  }
 }
 
 function notProbed(): Check {

@@ -20,6 +20,8 @@ export interface SensorFixtureOptions<P extends NetnsPair = NetnsPair> {
   readonly configYaml: string | ((pair: P) => string)
   readonly logLevel?: string
   readonly prepare?: (dir: string) => void
+  /** Runs once the namespaces exist, before the sensor starts (sysctls of the sensor's namespace, say). */
+  readonly beforeStart?: (pair: P) => Promise<void>
   readonly backend?: boolean // also create the backend namespace behind the sensor (a NetnsTrio)
 }
 
@@ -40,6 +42,7 @@ export async function startSensorFixture(options: SensorFixtureOptions | SensorF
     // NetnsTrio to `backend: true`, so it only ever gets a trio.
     pair = options.backend === true ? await createNetnsPair({ label: options.label, backend: true }) : await createNetnsPair({ label: options.label })
     options.prepare?.(dir)
+    await (options.beforeStart as ((p: NetnsPair) => Promise<void>) | undefined)?.(pair)
     const config = options.configYaml as string | ((p: NetnsPair) => string)
     writeFileSync(configPath, typeof config === 'function' ? config(pair) : config)
     const sensor = await startSensorProcess(pair, ['--config', configPath, '--db', dbPath, '--log-level', options.logLevel ?? 'info'])

@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runAttackPlan } from '../../src/netns/sensor-process.js'
-import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { isRoot, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 // Far below the 65,535 ports, so the scan must go through LRU eviction to answer every port. Above the default
@@ -14,11 +14,23 @@ const MAX_LISTENERS = 16_384
 // limit itself is tested in test/integration/supervisor.test.ts.
 const LIMITS = 'limits: { newConnectionsPerSecondPerSource: 1000000 }'
 
-describeNetns('a scan of all 65,535 TCP ports', () => {
+// NFQUEUE binds and evicts listeners as the scan goes; eBPF takes every port through its one socket. (pcap would
+// lose each port's first SYN: a full scan against it is two scans, and sensor.e2e covers that loss.)
+describe.skipIf(!isRoot).each([['nfqueue'], ['ebpf']] as const)('a scan of all 65,535 TCP ports, monitor %s', (monitor) => {
   let fx: SensorFixture
 
   beforeAll(async () => {
-    fx = await startSensorFixture({ label: 'scan', logLevel: 'warn', configYaml: `listeners: { maxListeners: ${MAX_LISTENERS} }\nresponder: { idleTimeoutMs: 2000 }\n${LIMITS}\n` })
+    fx = await startSensorFixture({
+      label: `scan-${monitor}`,
+      logLevel: 'warn',
+      // eBPF: every port's handshakes wait in the one steering socket's accept queue, and a scan at the kernel's speed
+      // outruns the sensor's accepts; the queue is capped by net.core.somaxconn (4,096 by default), which
+      // docs/monitors.md advises raising. NFQUEUE paces the scan instead: each SYN waits for its port's bind.
+      beforeStart: async (pair) => {
+        if (monitor === 'ebpf') await pair.exec(pair.sensorNs, 'sysctl', ['-qw', 'net.core.somaxconn=65535'])
+      },
+      configYaml: `monitor: { type: ${monitor} }\nlisteners: { maxListeners: ${MAX_LISTENERS} }\nresponder: { idleTimeoutMs: 2000 }\n${LIMITS}\n`,
+    })
   })
 
   afterAll(() => fx?.teardown())
@@ -54,6 +66,6 @@ describeNetns('a scan of all 65,535 TCP ports', () => {
       500,
     )
     expect(stored, `sensor warnings: ${warnings()}`).toBeGreaterThanOrEqual(65_534)
-    console.info(`full scan: ${String(scan?.['elapsedMs'])} ms, connect p50 ${String(scan?.['p50Ms'])} ms, p99 ${String(scan?.['p99Ms'])} ms, sensor fds ${fds}, listeners ${listeners}`)
+    console.info(`full scan (${monitor}): ${String(scan?.['elapsedMs'])} ms, connect p50 ${String(scan?.['p50Ms'])} ms, p99 ${String(scan?.['p99Ms'])} ms, sensor fds ${fds}, listeners ${listeners}`)
   }, 240_000)
 })

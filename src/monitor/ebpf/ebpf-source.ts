@@ -5,6 +5,7 @@ import type { AddressFamily, Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
 import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
+import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
 import { openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
 import type { SynRecord } from './syn-record.js'
@@ -80,6 +81,10 @@ export class EbpfSource implements PacketSource {
       throw err
     }
     await this.#openFacts()
+    const somaxconn = await readSomaxconn()
+    if (somaxconn !== null && somaxconn < ADVISED_SOMAXCONN) {
+      this.#log.warn({ somaxconn, fix: SOMAXCONN_FIX }, 'accept queue capped by net.core.somaxconn: a fast scan will see retried handshakes')
+    }
     this.#scanTimer = setInterval(() => void this.#scan(), this.#o.serviceScanMs).unref()
     this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
   }
