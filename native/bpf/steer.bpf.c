@@ -47,6 +47,20 @@ struct {
 	__type(value, __u32);
 } settings SEC(".maps");
 
+/*
+ * Ports bound lately in the sensor's namespace, with the time of the bind (bpf_ktime_get_ns), written by the
+ * post_bind programs below. A program that binds a port and expects a connection or a datagram on it at once (an FTP
+ * client's active-mode data port, a TFTP client's reply port, a service starting) is left alone from its bind on,
+ * before user space's next read of /proc/net puts the port in pass_ports. Entries age out by themselves (the window
+ * is a setting) and the LRU bounds the map, so a port closed since is steered again without user space.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STEER_RECENT_BINDS_MAX);
+	__type(key, struct steer_port_key);
+	__type(value, __u64);
+} recent_binds SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STEER_CNT_COUNT);
@@ -91,6 +105,17 @@ static __always_inline int address_wanted(struct bpf_sk_lookup *ctx)
 	return bpf_map_lookup_elem(&dst_addrs, &key) != NULL;
 }
 
+static __always_inline int recently_bound(const struct steer_port_key *key)
+{
+	__u64 window_ns = (__u64)setting(STEER_SET_BIND_WINDOW_MS) * 1000000ULL;
+	__u64 *bound_at;
+
+	if (!window_ns)
+		return 0;
+	bound_at = bpf_map_lookup_elem(&recent_binds, key);
+	return bound_at && bpf_ktime_get_ns() - *bound_at < window_ns;
+}
+
 SEC("sk_lookup")
 int honeytrap_steer(struct bpf_sk_lookup *ctx)
 {
@@ -112,7 +137,7 @@ int honeytrap_steer(struct bpf_sk_lookup *ctx)
 
 	port_key.protocol = ctx->protocol;
 	port_key.port = (__u16)ctx->local_port; /* host byte order in this context */
-	if (bpf_map_lookup_elem(&pass_ports, &port_key))
+	if (bpf_map_lookup_elem(&pass_ports, &port_key) || recently_bound(&port_key))
 		goto pass;
 	if (!address_wanted(ctx))
 		goto pass;
@@ -137,6 +162,36 @@ int honeytrap_steer(struct bpf_sk_lookup *ctx)
 pass:
 	count(STEER_CNT_PASSED);
 	return SK_PASS;
+}
+
+/* Records a bind in the sensor's namespace (post_bind: the port is the one the kernel gave, also for port 0). */
+static __always_inline int note_bind(struct bpf_sock *sk)
+{
+	__u64 want = ((__u64)setting(STEER_SET_NETNS_COOKIE_HI) << 32) | setting(STEER_SET_NETNS_COOKIE_LO);
+	struct steer_port_key key = {};
+	__u64 now;
+
+	if (!want || bpf_get_netns_cookie(sk) != want)
+		return 1;
+	if ((sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP) || sk->src_port == 0 || sk->src_port > 65535)
+		return 1;
+	key.protocol = (__u8)sk->protocol;
+	key.port = (__u16)sk->src_port; /* host byte order in bpf_sock */
+	now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&recent_binds, &key, &now, BPF_ANY);
+	return 1; /* never refuse a bind */
+}
+
+SEC("cgroup/post_bind4")
+int honeytrap_bind4(struct bpf_sock *sk)
+{
+	return note_bind(sk);
+}
+
+SEC("cgroup/post_bind6")
+int honeytrap_bind6(struct bpf_sock *sk)
+{
+	return note_bind(sk);
 }
 
 char LICENSE[] SEC("license") = "GPL";

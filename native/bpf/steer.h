@@ -17,11 +17,16 @@
 #define STEER_PASS_PORTS_MAX 131072 /* every port of both protocols */
 #define STEER_ADDRS_MAX 1024
 
+#define STEER_RECENT_BINDS_MAX 16384 /* LRU: ports bound lately, by any process of the sensor's namespace */
+
 /* `settings` indexes; each value a __u32, 0 = off. */
 #define STEER_SET_ADDR_FILTER 0 /* 1: steer only destinations found in dst_addrs */
 #define STEER_SET_LOOPBACK 1    /* 1: steer traffic arriving on lo too */
 #define STEER_SET_PER_FAMILY 2  /* 1: use keys 2..5 instead of 0..1 */
-#define STEER_SET_COUNT 3
+#define STEER_SET_BIND_WINDOW_MS 3 /* how long a port bound lately is left to the kernel (0: not at all) */
+#define STEER_SET_NETNS_COOKIE_LO 4 /* the sensor's network namespace cookie, low and high 32 bits: binds in */
+#define STEER_SET_NETNS_COOKIE_HI 5 /* other namespaces are not ours to pass */
+#define STEER_SET_COUNT 6
 
 /* `counters` indexes (per-CPU __u64). */
 #define STEER_CNT_STEERED 0

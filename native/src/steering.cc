@@ -6,11 +6,16 @@
 #include <climits>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <vector>
 
 #include "../bpf/steer.h"
 #include "bpf-error.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14; older libc headers lack the name
+#endif
 
 namespace honeytrap {
 
@@ -58,7 +63,8 @@ steer_addr_key ParsePrefix(Napi::Env env, const std::string& text) {
 
 Napi::Function Steering::Define(Napi::Env env) {
   return DefineClass(env, "Steering",
-                     {InstanceMethod("attach", &Steering::Attach), InstanceMethod("setSocket", &Steering::SetSocket),
+                     {InstanceMethod("attach", &Steering::Attach), InstanceMethod("watchBinds", &Steering::WatchBinds),
+                      InstanceMethod("setSocket", &Steering::SetSocket),
                       InstanceMethod("passPort", &Steering::PassPort),
                       InstanceMethod("setAddresses", &Steering::SetAddresses),
                       InstanceMethod("setSetting", &Steering::SetSetting),
@@ -99,6 +105,52 @@ Napi::Value Steering::Attach(const Napi::CallbackInfo& info) {
   close(netns_fd);
   if (link == nullptr) throw BpfError(env, "bpf_program__attach_netns(" + netns_path_ + ")", err);
   link_ = link;
+  return env.Undefined();
+}
+
+// watchBinds(windowMs, cgroupPath?): attaches the post_bind4/6 programs to a cgroup (the cgroup v2 root by default:
+// every process of the host) through links held like the netns one. They record each port bound in this process's
+// network namespace, and sk_lookup leaves it to the kernel for windowMs from the bind.
+Napi::Value Steering::WatchBinds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureOpen(env);
+  if (bind4_link_ != nullptr) throw Napi::Error::New(env, "bind watching is already attached");
+  if (!info[0].IsNumber()) throw ArgError(env, "watchBinds(windowMs, cgroupPath?) takes a number of milliseconds");
+  double window = info[0].As<Napi::Number>().DoubleValue();
+  if (!(window >= 1 && window <= 3600000)) throw ArgError(env, "windowMs must be 1 to 3600000");
+  std::string cgroup = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "/sys/fs/cgroup";
+
+  // The namespace cookie of this process's netns: binds in any other namespace are not ours to pass.
+  int probe = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) throw BpfError(env, "socket()", errno);
+  __u64 cookie = 0;
+  socklen_t length = sizeof(cookie);
+  int rc = getsockopt(probe, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length);
+  int err = errno;
+  close(probe);
+  if (rc != 0) throw BpfError(env, "getsockopt(SO_NETNS_COOKIE)", err);
+
+  int cgroup_fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup_fd < 0) throw BpfError(env, "open(" + cgroup + ")", errno);
+  ClearLibbpfLog();
+  bpf_link* bind4 = bpf_program__attach_cgroup(object_.Program(env, "honeytrap_bind4"), cgroup_fd);
+  err = errno;
+  if (bind4 == nullptr) {
+    close(cgroup_fd);
+    throw BpfError(env, "bpf_program__attach_cgroup(post_bind4, " + cgroup + ")", err);
+  }
+  bpf_link* bind6 = bpf_program__attach_cgroup(object_.Program(env, "honeytrap_bind6"), cgroup_fd);
+  err = errno;
+  close(cgroup_fd);
+  if (bind6 == nullptr) {
+    bpf_link__destroy(bind4);
+    throw BpfError(env, "bpf_program__attach_cgroup(post_bind6, " + cgroup + ")", err);
+  }
+  bind4_link_ = bind4;
+  bind6_link_ = bind6;
+  WriteSetting(env, STEER_SET_NETNS_COOKIE_LO, static_cast<unsigned int>(cookie & 0xffffffffULL));
+  WriteSetting(env, STEER_SET_NETNS_COOKIE_HI, static_cast<unsigned int>(cookie >> 32));
+  WriteSetting(env, STEER_SET_BIND_WINDOW_MS, static_cast<unsigned int>(window));
   return env.Undefined();
 }
 
@@ -207,6 +259,10 @@ void Steering::Release() {
   // Closing the last link fd detaches the program; the kernel's normal lookup is back from the next packet.
   if (link_ != nullptr) bpf_link__destroy(link_);
   link_ = nullptr;
+  if (bind4_link_ != nullptr) bpf_link__destroy(bind4_link_);
+  if (bind6_link_ != nullptr) bpf_link__destroy(bind6_link_);
+  bind4_link_ = nullptr;
+  bind6_link_ = nullptr;
   object_.Close();
 }
 

@@ -17,6 +17,7 @@ class Steering : public Napi::ObjectWrap<Steering> {
 
  private:
   Napi::Value Attach(const Napi::CallbackInfo& info);
+  Napi::Value WatchBinds(const Napi::CallbackInfo& info);
   Napi::Value SetSocket(const Napi::CallbackInfo& info);
   Napi::Value PassPort(const Napi::CallbackInfo& info);
   Napi::Value SetAddresses(const Napi::CallbackInfo& info);
@@ -30,6 +31,8 @@ class Steering : public Napi::ObjectWrap<Steering> {
   BpfObject object_;
   std::string netns_path_;
   bpf_link* link_ = nullptr;  // the netns link: held, never pinned, so process death detaches it
+  bpf_link* bind4_link_ = nullptr;  // the cgroup post_bind links, held the same way
+  bpf_link* bind6_link_ = nullptr;
   int sockets_fd_ = -1;
   int pass_ports_fd_ = -1;
   int dst_addrs_fd_ = -1;

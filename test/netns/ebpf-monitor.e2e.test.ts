@@ -28,7 +28,9 @@ describeNetns('sensor with the eBPF monitor', () => {
       label: 'ebpfmon',
       logLevel: process.env['DEBUG_EBPF'] === '1' ? 'debug' : 'info',
       configYaml: [
-        'monitor: { type: ebpf, ebpf: { serviceScanMs: 200 } }',
+        // A scan of /proc/net far apart: a service started while running must be left alone from its bind (the bind
+        // watch), not from the next scan.
+        'monitor: { type: ebpf, ebpf: { serviceScanMs: 30000 } }',
         "rules: { exclude: ['7000'] }",
         'ports: { rules: [{ ports: "7001", mode: ignore }] }',
         `responder: { idleTimeoutMs: 1500, templatesDir: ${JSON.stringify(shippedTemplatesDir())} }`,
@@ -102,12 +104,13 @@ describeNetns('sensor with the eBPF monitor', () => {
     ])
     expect(excluded?.['connected']).toBe(false)
     expect(ignored?.['connected']).toBe(false)
-    // A real HTTP server starts on 8000 while the sensor runs; after the next scan of the host's ports it answers itself.
-    service = pair.spawn(pair.sensorNs, 'python3', ['-m', 'http.server', '8000', '--bind', '::'], { stdio: 'ignore' })
-    await new Promise((r) => setTimeout(r, 1_500))
-    const [real] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8000, send: 'GET / HTTP/1.0\r\n\r\n', halfClose: true, waitMs: 2_000 }])
+    // A real HTTP server starts on 8000 while the sensor runs, and answers its first connection itself: the bind watch
+    // passed its port at the bind, 30 s before the next scan of the host's ports would have.
+    service = pair.spawn(pair.sensorNs, process.execPath, ['-e', "require('net').createServer((s) => s.end('REAL SERVICE\\n')).listen(8000, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve) => service!.stdout?.once('data', () => resolve()))
+    const [real] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8000, waitMs: 2_000 }])
     expect(real?.['connected']).toBe(true)
-    expect(Buffer.from(String(real?.['received']), 'base64').toString('latin1')).toMatch(/^HTTP\/1\.0 200 OK\r\nServer: SimpleHTTP/)
+    expect(Buffer.from(String(real?.['received']), 'base64').toString('latin1')).toBe('REAL SERVICE\n')
     expect(readRows<{ n: number }>(fx.dbPath, 'SELECT count(*) AS n FROM attacks WHERE dst_port IN (7000, 7001, 8000)')[0]!.n).toBe(0)
   })
 

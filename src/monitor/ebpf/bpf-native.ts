@@ -29,6 +29,11 @@ export interface SteeringCounters {
 export interface SteeringHandle {
   /** Attaches to the netns through a link held by this process, never pinned: process death detaches it. */
   attach(): void
+  /**
+   * Attaches the post_bind programs to a cgroup (the cgroup v2 root by default: every process), held the same way:
+   * each port bound in this network namespace is left to the kernel for `windowMs` from its bind.
+   */
+  watchBinds(windowMs: number, cgroupPath?: string): void
   /** Puts a listening TCP or bound UDP socket in the map; null removes it (its traffic goes back to the kernel). */
   setSocket(key: SteeringSocketKey, fd: number | null): void
   /** pass = true: the port is left to the kernel's normal lookup (a real service, an excluded or ignored port). */
@@ -85,6 +90,7 @@ export interface UdpCatchAllHandle {
 
 interface NativeSteering {
   attach(): void
+  watchBinds(windowMs: number, cgroupPath?: string): void
   setSocket(key: number, fd: number): void
   passPort(protocol: Protocol, port: number, pass: boolean): void
   setAddresses(prefixes: readonly string[]): void
@@ -139,6 +145,7 @@ export function openSteering(options: { readonly objectPath?: string; readonly n
   )
   return {
     attach: () => call('ebpf steering attach', () => steering.attach()),
+    watchBinds: (windowMs, cgroupPath) => call('ebpf bind watch', () => (cgroupPath === undefined ? steering.watchBinds(windowMs) : steering.watchBinds(windowMs, cgroupPath))),
     setSocket: (key, fd) => call(`ebpf steering socket ${key}`, () => steering.setSocket(SOCKET_KEYS[key], fd ?? -1)),
     passPort: (protocol, port, pass) => call(`ebpf steering pass ${port}/${protocol}`, () => steering.passPort(protocol, port, pass)),
     setAddresses: (prefixes) => call('ebpf steering addresses', () => steering.setAddresses(prefixes)),

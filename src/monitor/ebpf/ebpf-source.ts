@@ -7,6 +7,7 @@ import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
 import { openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
+import { findCgroup2Root } from './cgroup2-root.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
 import type { SynRecord } from './syn-record.js'
 import type { UdpDatagram } from './udp-record.js'
@@ -30,6 +31,7 @@ export interface EbpfSourceOptions {
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
 const STEERING_BACKLOG = 65_535
+const MIN_BIND_WINDOW_MS = 5_000
 
 /**
  * `monitor: ebpf`. A BPF sk_lookup program steers every new TCP connection and UDP flow, on every port not left to
@@ -39,8 +41,8 @@ const STEERING_BACKLOG = 65_535
  * replies leave from it, and is then left to them.
  *
  * Left to the kernel's normal lookup (the pass map): ignored and excluded ports from the start; ports a real service
- * holds, read from /proc/net every `serviceScanMs` (a service that starts listening is steered until the next scan);
- * and UDP ports where the sensor holds both sockets. The program is attached through a link held by this process:
+ * holds, read from /proc/net every `serviceScanMs`; UDP ports where the sensor holds both sockets; and, from the
+ * moment of their bind, ports any process of the namespace binds (cgroup post_bind programs), until the scan has them. The program is attached through a link held by this process:
  * however the sensor exits, the kernel detaches it and the host behaves as without the sensor.
  */
 export class EbpfSource implements PacketSource {
@@ -80,6 +82,7 @@ export class EbpfSource implements PacketSource {
       await this.stop()
       throw err
     }
+    await this.#watchBinds(steering)
     await this.#openFacts()
     const somaxconn = await readSomaxconn()
     if (somaxconn !== null && somaxconn < ADVISED_SOMAXCONN) {
@@ -87,6 +90,26 @@ export class EbpfSource implements PacketSource {
     }
     this.#scanTimer = setInterval(() => void this.#scan(), this.#o.serviceScanMs).unref()
     this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
+  }
+
+  /**
+   * Ports bound from now on in this namespace (a service starting, a plugin's FTP data port or TFTP reply port) are
+   * left to the kernel from their bind, for a few scans of /proc/net, by which time the scan has them. Without it
+   * such a port is steered to the sensor until the next scan, so this is a warning, not a failed start.
+   */
+  async #watchBinds(steering: SteeringHandle): Promise<void> {
+    const windowMs = Math.max(MIN_BIND_WINDOW_MS, 3 * this.#o.serviceScanMs)
+    const cgroup = await findCgroup2Root()
+    if (cgroup === null) {
+      this.#log.warn('bind watch unavailable: no cgroup v2 hierarchy is mounted; a port bound while the sensor runs is steered to it until the next scan')
+      return
+    }
+    try {
+      steering.watchBinds(windowMs, cgroup)
+      this.#log.info({ cgroup, windowMs }, 'bind watch attached')
+    } catch (err) {
+      this.#log.warn({ err }, 'bind watch unavailable: a port bound while the sensor runs is steered to it until the next scan')
+    }
   }
 
   /**
