@@ -173,6 +173,10 @@ static __always_inline int note_bind(struct bpf_sock *sk)
 
 	if (!want || bpf_get_netns_cookie(sk) != want)
 		return 1;
+	/* The sensor's own per-port sockets are passed and unpassed by the sensor as they open and close: noting them
+	 * would keep a port it just closed away from steering for the whole window. */
+	if ((bpf_get_current_pid_tgid() >> 32) == setting(STEER_SET_OWN_TGID))
+		return 1;
 	if ((sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP) || sk->src_port == 0 || sk->src_port > 65535)
 		return 1;
 	key.protocol = (__u8)sk->protocol;

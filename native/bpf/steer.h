@@ -26,7 +26,8 @@
 #define STEER_SET_BIND_WINDOW_MS 3 /* how long a port bound lately is left to the kernel (0: not at all) */
 #define STEER_SET_NETNS_COOKIE_LO 4 /* the sensor's network namespace cookie, low and high 32 bits: binds in */
 #define STEER_SET_NETNS_COOKIE_HI 5 /* other namespaces are not ours to pass */
-#define STEER_SET_COUNT 6
+#define STEER_SET_OWN_TGID 6 /* the sensor's own process: its binds are its own business (it passes them itself) */
+#define STEER_SET_COUNT 7
 
 /* `counters` indexes (per-CPU __u64). */
 #define STEER_CNT_STEERED 0

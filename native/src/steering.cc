@@ -151,6 +151,8 @@ Napi::Value Steering::WatchBinds(const Napi::CallbackInfo& info) {
   WriteSetting(env, STEER_SET_NETNS_COOKIE_LO, static_cast<unsigned int>(cookie & 0xffffffffULL));
   WriteSetting(env, STEER_SET_NETNS_COOKIE_HI, static_cast<unsigned int>(cookie >> 32));
   WriteSetting(env, STEER_SET_BIND_WINDOW_MS, static_cast<unsigned int>(window));
+  // The kernel compares the tgid it sees; outside a PID namespace that is this getpid().
+  WriteSetting(env, STEER_SET_OWN_TGID, static_cast<unsigned int>(getpid()));
   return env.Undefined();
 }
 
