@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3'
 import { describe } from 'vitest'
+import type { NetnsPair } from '../../src/netns/netns-pair.js'
 
 /**
  * Namespace tests need root (ip netns, iptables, NFQUEUE). Where the runner is not root they skip, and say so loudly;
@@ -25,6 +26,22 @@ export async function waitFor<T>(query: () => T, accept: (value: T) => boolean, 
     value = query()
   }
   return value
+}
+
+/** True when a socket of the sensor's namespace listens on (TCP) or is bound to (UDP) `port`. */
+export async function listening(pair: NetnsPair, proto: 'tcp' | 'udp', port: number): Promise<boolean> {
+  const out = await pair.exec(pair.sensorNs, 'ss', ['-Hn', proto === 'tcp' ? '-lt' : '-lu', `sport = :${port}`])
+  return out.trim() !== ''
+}
+
+/** Polls an async condition until it holds or `timeoutMs` passes; true when it held. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() >= deadline) return false
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
 }
 
 /** Reads rows from a database the sensor is writing (a read-only WAL reader never blocks the writer). */

@@ -1,25 +1,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { runAttackPlan } from '../../src/netns/sensor-process.js'
-import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { describeNetns, eventually, listening, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 // The whole sensor on `monitor: pcap`: no capture rules, the first attempt at a new port lost (the kernel has answered
 // it before the listener exists), the next one served and stored like any other.
 
-async function listening(fx: SensorFixture, proto: 'tcp' | 'udp', port: number): Promise<boolean> {
-  const out = await fx.pair.exec(fx.pair.sensorNs, 'ss', ['-Hn', proto === 'tcp' ? '-lt' : '-lu', `sport = :${port}`])
-  return out.trim() !== ''
-}
-
-/** Polls an async condition until it holds or `timeoutMs` passes; returns the last answer. */
-async function eventually(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return true
-    if (Date.now() >= deadline) return false
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 describeNetns('sensor with the pcap monitor', () => {
   let fx: SensorFixture
@@ -41,7 +27,7 @@ describeNetns('sensor with the pcap monitor', () => {
     const { pair } = fx
     const [first] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 2323, send: 'root\r\n', halfClose: true, waitMs: 1_500 }])
     expect(first?.['connected']).toBe(false) // refused: the listener came after the kernel's RST
-    expect(await eventually(() => listening(fx, 'tcp', 2323), 5_000)).toBe(true)
+    expect(await eventually(() => listening(fx.pair, 'tcp', 2323), 5_000)).toBe(true)
     const [second] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 2323, send: 'root\r\nadmin\r\n', halfClose: true, waitMs: 2_000 }])
     expect(second?.['connected']).toBe(true)
     const rows = await waitFor(() => readRows<{ payload: Buffer; src_ip: string }>(fx.dbPath, 'SELECT payload, src_ip FROM attacks WHERE dst_port = 2323'), (r) => r.length === 1, 5_000)
@@ -54,10 +40,10 @@ describeNetns('sensor with the pcap monitor', () => {
     const { pair } = fx
     const probe = Buffer.from('OPTIONS sip:x SIP/2.0\r\n\r\n').toString('base64')
     await runAttackPlan(pair, [{ type: 'udp', host: pair.sensorV4, port: 5060, sendBase64: probe, count: 1, waitMs: 300 }])
-    expect(await eventually(() => listening(fx, 'udp', 5060), 5_000)).toBe(true)
+    expect(await eventually(() => listening(fx.pair, 'udp', 5060), 5_000)).toBe(true)
     await runAttackPlan(pair, [{ type: 'udp', host: pair.sensorV4, port: 5060, sendBase64: probe, count: 1, waitMs: 800 }])
     await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV6, port: 8081, send: 'x', waitMs: 800 }])
-    expect(await eventually(() => listening(fx, 'tcp', 8081), 5_000)).toBe(true)
+    expect(await eventually(() => listening(fx.pair, 'tcp', 8081), 5_000)).toBe(true)
     const [v6] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV6, port: 8081, send: 'GET / HTTP/1.0\r\n\r\n', halfClose: true, waitMs: 2_000 }])
     expect(v6?.['connected']).toBe(true)
     const rows = await waitFor(

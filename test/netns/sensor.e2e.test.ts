@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { shippedTemplatesDir } from '../../src/config/paths.js'
 import type { NetnsPair } from '../../src/netns/netns-pair.js'
 import { runAttackPlan } from '../../src/netns/sensor-process.js'
-import { isRoot, readRows, waitFor } from '../helpers/netns-env.js'
+import { eventually, isRoot, listening, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 interface Row {
@@ -35,10 +35,6 @@ function rowsForPort(dbPath: string, port: number): Row[] {
   return readRows<Row>(dbPath, 'SELECT * FROM attacks WHERE dst_port = ? ORDER BY id', port)
 }
 
-async function listening(pair: NetnsPair, proto: 'tcp' | 'udp', port: number): Promise<boolean> {
-  const out = await pair.exec(pair.sensorNs, 'ss', ['-Hn', proto === 'tcp' ? '-lt' : '-lu', `sport = :${port}`])
-  return out.trim() !== ''
-}
 
 /**
  * What differs between the monitors, and only that: the suite below is the same for each.
@@ -57,15 +53,6 @@ const MONITORS: Readonly<Record<'nfqueue' | 'ebpf' | 'pcap', MonitorCase>> = {
   nfqueue: { config: 'monitor: { type: nfqueue }', firstAttemptServed: true, tcpListenerPerPort: true },
   ebpf: { config: 'monitor: { type: ebpf, ebpf: { serviceScanMs: 200 } }', firstAttemptServed: true, tcpListenerPerPort: false },
   pcap: { config: 'monitor: { type: pcap }', firstAttemptServed: false, tcpListenerPerPort: true },
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return true
-    if (Date.now() >= deadline) return false
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor in a network namespace, monitor %s (real sensor, real clients)', (monitor, caps) => {
