@@ -26,7 +26,6 @@ describeNetns('sensor with the eBPF monitor', () => {
     before.push(...(await ourPrograms()))
     fx = await startSensorFixture({
       label: 'ebpfmon',
-      logLevel: process.env['DEBUG_EBPF'] === '1' ? 'debug' : 'info',
       configYaml: [
         // A scan of /proc/net far apart: a service started while running must be left alone from its bind (the bind
         // watch), not from the next scan.
@@ -88,7 +87,6 @@ describeNetns('sensor with the eBPF monitor', () => {
     )
     const [result] = await runAttackPlan(pair, [{ type: 'udp', host: pair.sensorV4, port: 5060, sendBase64: probe.toString('base64'), count: 1, waitMs: 1_000 }])
     const replies = result?.['replies'] as string[]
-    if (process.env['DEBUG_EBPF'] === '1') console.log(JSON.stringify(result), fx.sensor?.lines.slice(-30).map((l) => JSON.stringify(l)).join('\n'), fx.sensor?.stderr())
     expect(replies.length).toBeGreaterThanOrEqual(1)
     expect(Buffer.from(replies[0]!, 'base64').toString('latin1')).toMatch(/^SIP\/2\.0 200 OK\r\n/)
     const rows = await waitFor(() => readRows<{ payload: Buffer; dst_ip: string; src_ip: string }>(fx.dbPath, "SELECT payload, dst_ip, src_ip FROM attacks WHERE protocol = 'udp' AND dst_port = 5060"), (r) => r.length === 1, 5_000)
