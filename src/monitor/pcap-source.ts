@@ -40,6 +40,11 @@ const IPV6_EXTENSIONS = [0, 43, 44, 51, 60, 135, 139, 140]
 // threw: its destructor stops a poll handle that was never started, and close() does the same. A handle that failed
 // to open is therefore kept reachable for the life of the process. There are few: a failed open ends start-up.
 const failedHandles: CapHandle[] = []
+// The same for a handle that was open and is closed: cap's close() stops its poll handle but never uv_close()s it,
+// and the handle lives inside the C++ object. Once that object is collected, libuv's handle queue points into freed
+// memory, and walking it at exit crashed the process (SIGSEGV at a SIGTERM, now and then). Kept reachable, the object
+// is never freed: one small object per capture closed, and a sensor closes one, at exit.
+const closedHandles: CapHandle[] = []
 
 // The only importer of the addon (doctor asks it too). Loaded lazily so commands that never capture (attacks list,
 // export) work on a machine where it was not built.
@@ -92,6 +97,7 @@ export class PcapSource implements PacketSource {
     // leave a handle that must never be freed (see failedHandles), so the type is learnt first from an unfiltered one.
     const probe = this.#open(addon, '')
     probe.handle.close()
+    closedHandles.push(probe.handle)
     const linkType = parseLinkTypeName(probe.linkName)
     if (linkType === null) {
       throw new HoneytrapError('HT_ERR_MONITOR_OPEN', `cannot capture on ${device}: unsupported link type "${probe.linkName}"; use an Ethernet, raw IP or cooked ("any") interface`)
@@ -118,7 +124,10 @@ export class PcapSource implements PacketSource {
     this.#cap = null
     // Stops polling the capture socket and closes it (after the current batch if called from a handler), which lets
     // the event loop end.
-    if (handle !== null) handle.close()
+    if (handle !== null) {
+      handle.close()
+      closedHandles.push(handle)
+    }
   }
 
   stats(): MonitorStats {

@@ -84,6 +84,13 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port: 2323, count: 40, holdMs: 20_000 }])
     await until(() => client.lines.some((l) => l['type'] === 'hold-ready'), 15_000)
     expect(client.lines.find((l) => l['type'] === 'hold-ready')).toMatchObject({ connected: 40 })
+    // "Open sessions" are connections the sensor has accepted: wait until no listening socket of its namespace has a
+    // handshake left in its accept queue (Recv-Q), so that the signal does not race the accepts themselves.
+    const deadline = Date.now() + 10_000
+    const queued = async (): Promise<number> =>
+      (await pair.exec(pair.sensorNs, 'ss', ['-Hltn'])).split('\n').filter((l) => l.trim() !== '').reduce((n, l) => n + Number(l.trim().split(/\s+/)[1] ?? 0), 0)
+    while ((await queued()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    expect(await queued()).toBe(0)
 
     const code = await fx.sensor!.stop('SIGTERM')
     fx.sensor = undefined

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
+import { acceptQueued } from '../../core/accept-queued.js'
 import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
@@ -18,6 +19,7 @@ export interface SteeredTarget {
   steeredDatagram(datagram: UdpDatagram): Promise<void>
   synFactsSeen(records: readonly SynRecord[]): void
   hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean
+  onListenerClosed(listener: ((protocol: Protocol, port: number) => void) | null): void
 }
 
 export interface EbpfSourceOptions {
@@ -89,6 +91,11 @@ export class EbpfSource implements PacketSource {
       this.#log.warn({ somaxconn, fix: SOMAXCONN_FIX }, 'accept queue capped by net.core.somaxconn: a fast scan will see retried handshakes')
     }
     this.#scanTimer = setInterval(() => void this.#scan(), this.#o.serviceScanMs).unref()
+    // A UDP port the sensor stops holding is steered again at once: left passed until the next scan, its datagrams
+    // would meet no socket and be refused.
+    this.#o.target.onListenerClosed((protocol, port) => {
+      if (protocol === 'udp' && this.#passed.udp.has(port) && !this.#ignored.udp.has(port)) this.#setPass('udp', port, false)
+    })
     this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
   }
 
@@ -129,6 +136,7 @@ export class EbpfSource implements PacketSource {
 
   async stop(): Promise<void> {
     clearInterval(this.#scanTimer)
+    this.#o.target.onListenerClosed(null)
     this.#facts?.close()
     this.#facts = null
     // The program first: from here on new connections meet the kernel's own lookup, as without the sensor.
@@ -136,7 +144,10 @@ export class EbpfSource implements PacketSource {
     this.#steering = null
     this.#udp?.close()
     this.#udp = null
-    // Stops accepting at once. Not awaited: close()'s callback waits for every accepted connection to end, and those
+    // Handshakes already completed into the steering socket's queue are accepted (and handed to the supervisor,
+    // which ends them as 'shutdown') rather than reset unrecorded with the socket.
+    if (this.#server !== null) await acceptQueued()
+    // Then it stops accepting. Not awaited: close()'s callback waits for every accepted connection to end, and those
     // are the supervisor's sessions, which it ends after the monitor has stopped.
     this.#server?.close()
     this.#server = null
