@@ -1,7 +1,8 @@
-import { access, stat } from 'node:fs/promises'
+import { access, readFile, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from '../monitor/ebpf/accept-queue.js'
 import { DEFAULT_STEER_OBJECT, DEFAULT_SYNFACTS_OBJECT, openSteering } from '../monitor/ebpf/bpf-native.js'
+import { parseCgroup2Root } from '../monitor/ebpf/cgroup2-root.js'
 import { execBounded, firstLine, guardCheck, CHECK_TIMEOUT_MS, type Check } from './checks.js'
 
 /**
@@ -26,6 +27,7 @@ export async function ebpfChecks(): Promise<Check[]> {
     built ? guard('ebpf.probe', 'fail', probeCheck) : Promise.resolve([notProbed()]),
     guard('ebpf.programs', 'warn', programsCheck),
     guard('ebpf.accept-queue', 'warn', acceptQueueCheck),
+    guard('ebpf.cgroup2', 'warn', cgroup2Check),
   ])
   return [...files, ...groups.flat()]
 }
@@ -58,6 +60,19 @@ async function acceptQueueCheck(): Promise<Check> {
     summary: `net.core.somaxconn is ${somaxconn}: the one accept queue of every port overflows under a fast scan`,
     detail: 'handshakes past it are dropped and retried by the client a second later',
     fix: SOMAXCONN_FIX,
+  }
+}
+
+/** The bind watch attaches at the root of the cgroup v2 hierarchy; only read here, never mounted (see cgroup2-root.ts). */
+async function cgroup2Check(): Promise<Check> {
+  const base = { id: 'ebpf.cgroup2', monitor: 'ebpf' } as const
+  const root = parseCgroup2Root(await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
+  if (root !== null) return { ...base, status: 'ok', summary: `cgroup v2 is mounted at ${root}: ports bound while the sensor runs are left to their owner from the bind` }
+  return {
+    ...base,
+    status: 'warn',
+    summary: 'no cgroup v2 hierarchy is mounted: a port bound while the sensor runs is steered to it until the next /proc/net scan',
+    fix: 'mount -t cgroup2 none /sys/fs/cgroup/unified (or boot with systemd.unified_cgroup_hierarchy=1)',
   }
 }
 
