@@ -372,11 +372,10 @@ export class Supervisor {
    */
   #closeListener(listener: Listener, reason: 'evicted' | 'idle'): void {
     this.#listeners.delete(listener.key)
-    const released = new Promise<void>((resolve) => {
-      // Two check phases: the first may come before any further poll (when this runs inside one), the second comes
-      // after a full poll phase (which, with an immediate pending, does not block), so whatever was queued is accepted.
-      setImmediate(() =>
-        setImmediate(() => {
+    // acceptQueued: whatever the kernel had already queued on the socket is accepted before it closes.
+    const released = acceptQueued().then(
+      () =>
+        new Promise<void>((resolve) => {
           if (listener instanceof UdpListener) listener.close(reason === 'evicted' ? 'evicted' : 'idle-timeout')
           else listener.close()
           // The descriptor is freed in this iteration's close phase: the port can be bound again from the next one.
@@ -385,8 +384,7 @@ export class Supervisor {
             this.#listenerClosed?.(listener.protocol, listener.port)
           })
         }),
-      )
-    })
+    )
     this.#releasing.set(listener.key, released)
     void released.then(() => this.#releasing.delete(listener.key))
     this.#log.debug({ family: listener.family, protocol: listener.protocol, port: listener.port, reason }, 'listener closed')

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import Database from 'better-sqlite3'
 import { describe } from 'vitest'
 import type { NetnsPair } from '../../src/netns/netns-pair.js'
@@ -26,6 +28,12 @@ export async function waitFor<T>(query: () => T, accept: (value: T) => boolean, 
     value = query()
   }
   return value
+}
+
+/** Names of the BPF programs of ours (honeytrap_*) loaded on the host, from bpftool. */
+export async function loadedHoneytrapPrograms(): Promise<string[]> {
+  const { stdout } = await promisify(execFile)('bpftool', ['prog', 'show', '--json'], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 })
+  return (JSON.parse(stdout) as { name?: string }[]).map((p) => p.name ?? '').filter((n) => n.startsWith('honeytrap'))
 }
 
 /** True when a socket of the sensor's namespace listens on (TCP) or is bound to (UDP) `port`. */

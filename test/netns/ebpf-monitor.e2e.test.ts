@@ -1,21 +1,14 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { promisify } from 'node:util'
+import type { ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { shippedTemplatesDir } from '../../src/config/paths.js'
 import { runAttackPlan } from '../../src/netns/sensor-process.js'
-import { describeNetns, readRows, waitFor } from '../helpers/netns-env.js'
+import { describeNetns, loadedHoneytrapPrograms, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 // The whole sensor on `monitor: ebpf`: no rules and no queue; the very first connection to any port is served (the
 // sk_lookup program steers it into the sensor's one TCP socket), real services and excluded ports are left alone, UDP
 // is served from the first datagram, and after a SIGKILL the host behaves as if the sensor had never run.
 
-const run = promisify(execFile)
-
-async function ourPrograms(): Promise<string[]> {
-  const { stdout } = await run('bpftool', ['prog', 'show', '--json'], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 })
-  return (JSON.parse(stdout) as { name?: string }[]).map((p) => p.name ?? '').filter((n) => n.startsWith('honeytrap'))
-}
 
 describeNetns('sensor with the eBPF monitor', () => {
   let fx: SensorFixture
@@ -23,7 +16,7 @@ describeNetns('sensor with the eBPF monitor', () => {
   const before: string[] = []
 
   beforeAll(async () => {
-    before.push(...(await ourPrograms()))
+    before.push(...(await loadedHoneytrapPrograms()))
     fx = await startSensorFixture({
       label: 'ebpfmon',
       configYaml: [
@@ -114,14 +107,14 @@ describeNetns('sensor with the eBPF monitor', () => {
 
   it('leaves nothing attached after a SIGKILL: the host refuses new ports again by itself', async () => {
     const { pair } = fx
-    expect((await ourPrograms()).length).toBeGreaterThan(before.length)
+    expect((await loadedHoneytrapPrograms()).length).toBeGreaterThan(before.length)
     await fx.sensor!.stop('SIGKILL')
     fx.sensor = undefined
     const deadline = Date.now() + 10_000
-    let left = await ourPrograms()
+    let left = await loadedHoneytrapPrograms()
     while (left.length > before.length && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200))
-      left = await ourPrograms()
+      left = await loadedHoneytrapPrograms()
     }
     expect(left).toEqual(before)
     const [after] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 40404, send: 'x', waitMs: 1_000 }])

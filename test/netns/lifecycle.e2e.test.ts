@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { NetnsPair } from '../../src/netns/netns-pair.js'
 import { distScript, runAttackPlan } from '../../src/netns/sensor-process.js'
-import { isRoot, readRows } from '../helpers/netns-env.js'
+import { eventually, isRoot, listening, loadedHoneytrapPrograms, readRows } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 const BATCH_WINDOW_MS = 200
@@ -51,11 +49,6 @@ const MONITORS = {
   pcap: { config: 'monitor: { type: pcap }', primes: true }, // the first attempt at a port is lost: prime it
 } as const
 
-async function ourPrograms(): Promise<string[]> {
-  const { stdout } = await promisify(execFile)('bpftool', ['prog', 'show', '--json'], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 })
-  return (JSON.parse(stdout) as { name?: string }[]).map((p) => p.name ?? '').filter((n) => n.startsWith('honeytrap'))
-}
-
 describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on monitor %s: what survives SIGTERM and SIGKILL', (monitor, caps) => {
   let fx: SensorFixture
   let programsBefore: string[] = []
@@ -64,12 +57,11 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
   async function prime(pair: NetnsPair, port: number): Promise<void> {
     if (!caps.primes) return
     await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port, waitMs: 300 }])
-    const deadline = Date.now() + 5_000
-    while (Date.now() < deadline && (await pair.exec(pair.sensorNs, 'ss', ['-Hnlt', `sport = :${port}`])).trim() === '') await new Promise((r) => setTimeout(r, 50))
+    await eventually(() => listening(pair, 'tcp', port), 5_000)
   }
 
   beforeEach(async () => {
-    programsBefore = monitor === 'ebpf' ? await ourPrograms() : []
+    programsBefore = monitor === 'ebpf' ? await loadedHoneytrapPrograms() : []
     fx = await startSensorFixture({ label: `life-${monitor}`, configYaml: `${caps.config}\nstore: { batchWindowMs: ${BATCH_WINDOW_MS} }\nresponder: { idleTimeoutMs: 30000 }\n` })
   })
 
@@ -79,7 +71,7 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     const { pair, dbPath } = fx
     const rulesBefore = await pair.exec(pair.sensorNs, 'iptables', ['-S'])
     expect(rulesBefore.includes('-j HONEYTRAP')).toBe(monitor === 'nfqueue')
-    if (monitor === 'ebpf') expect((await ourPrograms()).length).toBeGreaterThan(programsBefore.length)
+    if (monitor === 'ebpf') expect((await loadedHoneytrapPrograms()).length).toBeGreaterThan(programsBefore.length)
     await prime(pair, 2323)
     const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port: 2323, count: 40, holdMs: 20_000 }])
     await until(() => client.lines.some((l) => l['type'] === 'hold-ready'), 15_000)
@@ -100,7 +92,7 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     for (const row of rows) expect(row.close_reason).toBe('shutdown')
     expect(await pair.exec(pair.sensorNs, 'iptables', ['-S'])).not.toContain('HONEYTRAP')
     expect(await pair.exec(pair.sensorNs, 'ip6tables', ['-S'])).not.toContain('HONEYTRAP')
-    if (monitor === 'ebpf') expect(await ourPrograms()).toEqual(programsBefore)
+    if (monitor === 'ebpf') expect(await loadedHoneytrapPrograms()).toEqual(programsBefore)
     await client.done
   })
 
@@ -133,10 +125,10 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     // eBPF: the kernel detached the programs with the process (poll: the links go with its last reference).
     if (monitor === 'ebpf') {
       const deadline = Date.now() + 10_000
-      let left = await ourPrograms()
+      let left = await loadedHoneytrapPrograms()
       while (left.length > programsBefore.length && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 200))
-        left = await ourPrograms()
+        left = await loadedHoneytrapPrograms()
       }
       expect(left).toEqual(programsBefore)
     }
