@@ -3,6 +3,7 @@
 
 #include "../bpf/synfacts.h"
 #include "bpf-error.h"
+#include "netns-query.h"
 #include "steering.h"
 #include "syn-facts.h"
 #include "udp-catch-all.h"
@@ -37,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(constructors);
   exports.Set("openSteering", Napi::Function::New(env, OpenSteering, "openSteering"));
   exports.Set("openSynFacts", Napi::Function::New(env, OpenSynFacts, "openSynFacts"));
+  exports.Set("attachedLookupPrograms", Napi::Function::New(env, AttachedLookupPrograms, "attachedLookupPrograms"));
   exports.Set("openUdpCatchAll", Napi::Function::New(env, OpenUdpCatchAll, "openUdpCatchAll"));
   exports.Set("SYN_RECORD_BYTES", Napi::Number::New(env, SYN_RECORD_BYTES));
   exports.Set("UDP_RECORD_HEADER_BYTES", Napi::Number::New(env, kUdpRecordHeaderBytes));

@@ -68,7 +68,8 @@ Napi::Function Steering::Define(Napi::Env env) {
                       InstanceMethod("passPort", &Steering::PassPort),
                       InstanceMethod("setAddresses", &Steering::SetAddresses),
                       InstanceMethod("setSetting", &Steering::SetSetting),
-                      InstanceMethod("counters", &Steering::Counters), InstanceMethod("close", &Steering::Close)});
+                      InstanceMethod("counters", &Steering::Counters),
+                      InstanceMethod("programId", &Steering::ProgramId), InstanceMethod("close", &Steering::Close)});
 }
 
 // new Steering({ objectPath, netnsPath? }): loads the object now; attach() is a separate step so the maps can be
@@ -250,6 +251,17 @@ Napi::Value Steering::Counters(const Napi::CallbackInfo& info) {
              Napi::Number::New(env, static_cast<double>(SumPerCpu(counters_fd_, STEER_CNT_ASSIGN_ERROR))));
   result.Set("attached", Napi::Boolean::New(env, link_ != nullptr));
   return result;
+}
+
+// The kernel's id of the loaded sk_lookup program: what bpf_prog_query lists once it is attached.
+Napi::Value Steering::ProgramId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureOpen(env);
+  bpf_prog_info prog{};
+  __u32 length = sizeof(prog);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(object_.Program(env, "honeytrap_steer")), &prog, &length) != 0)
+    throw BpfError(env, "bpf_obj_get_info_by_fd(honeytrap_steer)", errno);
+  return Napi::Number::New(env, prog.id);
 }
 
 Napi::Value Steering::Close(const Napi::CallbackInfo& info) {

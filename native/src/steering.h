@@ -23,6 +23,7 @@ class Steering : public Napi::ObjectWrap<Steering> {
   Napi::Value SetAddresses(const Napi::CallbackInfo& info);
   Napi::Value SetSetting(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value ProgramId(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void EnsureOpen(Napi::Env env) const;
   void WriteSetting(Napi::Env env, unsigned int index, unsigned int value);

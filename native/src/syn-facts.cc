@@ -18,7 +18,8 @@ constexpr size_t kMaxBatchBytes = 4096 * SYN_RECORD_BYTES;  // records waiting f
 
 Napi::Function SynFacts::Define(Napi::Env env) {
   return DefineClass(env, "SynFacts",
-                     {InstanceMethod("interfaces", &SynFacts::Interfaces), InstanceMethod("stats", &SynFacts::Stats),
+                     {InstanceMethod("interfaces", &SynFacts::Interfaces), InstanceMethod("attach", &SynFacts::Attach),
+                      InstanceMethod("detach", &SynFacts::Detach), InstanceMethod("stats", &SynFacts::Stats),
                       InstanceMethod("close", &SynFacts::Close)});
 }
 
@@ -94,17 +95,47 @@ int SynFacts::OnRecord(void* self, void* data, size_t size) {
   return 0;
 }
 
+Napi::Object SynFacts::Describe(Napi::Env env, const Attachment& a) const {
+  Napi::Object item = Napi::Object::New(env);
+  item.Set("name", a.name);
+  item.Set("ifindex", a.ifindex);
+  item.Set("mode", a.mode);
+  return item;
+}
+
 Napi::Value SynFacts::Interfaces(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array list = Napi::Array::New(env, attachments_.size());
-  for (size_t i = 0; i < attachments_.size(); i++) {
-    Napi::Object item = Napi::Object::New(env);
-    item.Set("name", attachments_[i].name);
-    item.Set("ifindex", attachments_[i].ifindex);
-    item.Set("mode", attachments_[i].mode);
-    list.Set(static_cast<uint32_t>(i), item);
-  }
+  for (size_t i = 0; i < attachments_.size(); i++) list.Set(static_cast<uint32_t>(i), Describe(env, attachments_[i]));
   return list;
+}
+
+// attach(name): one more interface, for one that appeared after the start. Returns its attachment.
+Napi::Value SynFacts::Attach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!object_.loaded()) throw Napi::Error::New(env, "syn facts are closed");
+  if (!info[0].IsString()) throw ArgError(env, "attach(name) takes an interface name");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  for (const Attachment& a : attachments_) {
+    if (a.name == name) throw ArgError(env, "already attached to " + name);
+  }
+  AttachInterface(env, name);
+  return Describe(env, attachments_.back());
+}
+
+// detach(name): closes that interface's link (an interface that was deleted took XDP with it; this frees the link).
+// Returns whether there was one.
+Napi::Value SynFacts::Detach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw ArgError(env, "detach(name) takes an interface name");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  for (auto it = attachments_.begin(); it != attachments_.end(); ++it) {
+    if (it->name != name) continue;
+    close(it->link_fd);
+    attachments_.erase(it);
+    return Napi::Boolean::New(env, true);
+  }
+  return Napi::Boolean::New(env, false);
 }
 
 Napi::Value SynFacts::Stats(const Napi::CallbackInfo& info) {

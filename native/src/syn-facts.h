@@ -30,9 +30,12 @@ class SynFacts : public Napi::ObjectWrap<SynFacts> {
   };
 
   Napi::Value Interfaces(const Napi::CallbackInfo& info);
+  Napi::Value Attach(const Napi::CallbackInfo& info);
+  Napi::Value Detach(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void AttachInterface(Napi::Env env, const std::string& name);
+  Napi::Object Describe(Napi::Env env, const Attachment& a) const;
   static int OnRecord(void* self, void* data, size_t size);
   void Release();
 

@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
-import { openSteering, openSynFacts, openUdpCatchAll, socketFd } from '../../dist/monitor/ebpf/bpf-native.js'
+import { attachedLookupPrograms, openSteering, openSynFacts, openUdpCatchAll, socketFd } from '../../dist/monitor/ebpf/bpf-native.js'
 
 const config = JSON.parse(process.argv[2] ?? '{}')
 const report = (event) => process.stdout.write(`${JSON.stringify(event, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`)
@@ -61,4 +61,4 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   report({ event: 'done', command })
 })
 
-report({ event: 'ready', pid: process.pid, tcpPort: catchAllPort, udpPort: udp.port, dgramFd: socketFd(dgram), xdp: syn.interfaces() })
+report({ event: 'ready', pid: process.pid, tcpPort: catchAllPort, udpPort: udp.port, dgramFd: socketFd(dgram), xdp: syn.interfaces(), programId: steering.programId(), lookupPrograms: attachedLookupPrograms() })

@@ -1,7 +1,9 @@
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { shippedTemplatesDir } from '../../src/config/paths.js'
-import { runAttackPlan } from '../../src/netns/sensor-process.js'
+import { distScript, runAttackPlan } from '../../src/netns/sensor-process.js'
 import { describeNetns, loadedHoneytrapPrograms, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
@@ -103,6 +105,52 @@ describeNetns('sensor with the eBPF monitor', () => {
     expect(real?.['connected']).toBe(true)
     expect(Buffer.from(String(real?.['received']), 'base64').toString('latin1')).toBe('REAL SERVICE\n')
     expect(readRows<{ n: number }>(fx.dbPath, 'SELECT count(*) AS n FROM attacks WHERE dst_port IN (7000, 7001, 8000)')[0]!.n).toBe(0)
+  })
+
+  it('refuses a second sensor in the same namespace, naming the first, which keeps serving', async () => {
+    const { pair } = fx
+    const second = pair.spawn(pair.sensorNs, process.execPath, [distScript('cli/cli.js'), 'run', '--config', join(fx.dir, 'config.yaml'), '--db', join(fx.dir, 'second.db')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    second.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const killer = setTimeout(() => second.kill('SIGKILL'), 30_000) // by its own pid: ip netns exec execs in place
+    const code = await new Promise<number | null>((resolve) => second.once('exit', (c) => resolve(c)))
+    clearTimeout(killer)
+    expect(code).toBe(1)
+    expect(stderr).toContain(`another honeytrap-ts sensor (PID ${fx.sensor!.pid}) already steers this network namespace with eBPF`)
+    expect(stderr).toContain('[HT_ERR_MONITOR_OPEN]')
+    const [served] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 24242, send: 'still here\r\n', halfClose: true, waitMs: 2_000 }])
+    expect(served?.['connected']).toBe(true)
+    const rows = await waitFor(() => readRows<{ n: number }>(fx.dbPath, 'SELECT count(*) AS n FROM attacks WHERE dst_port = 24242'), (r) => r[0]?.n === 1, 5_000)
+    expect(rows[0]?.n).toBe(1)
+  })
+
+  it('reads SYN facts on an interface added while it runs, and lets go of it when it goes', async () => {
+    const { pair } = fx
+    const tag = randomBytes(3).toString('hex')
+    const [sensorDev, attackerDev] = [`htx${tag}`, `hty${tag}`]
+    // A /24 the pair's own link does not use; it exists only in these two namespaces.
+    const subnet = (Number(pair.sensorV4.split('.')[2]) % 254) + 1
+    const [sensorAddress, attackerAddress] = [`198.18.${subnet}.1`, `198.18.${subnet}.2`]
+    await pair.exec(pair.sensorNs, 'ip', ['link', 'add', sensorDev, 'type', 'veth', 'peer', 'name', attackerDev, 'netns', pair.attackerNs])
+    await pair.exec(pair.sensorNs, 'ip', ['addr', 'add', `${sensorAddress}/24`, 'dev', sensorDev])
+    await pair.exec(pair.attackerNs, 'ip', ['addr', 'add', `${attackerAddress}/24`, 'dev', attackerDev])
+    await pair.exec(pair.sensorNs, 'ip', ['link', 'set', sensorDev, 'up'])
+    await pair.exec(pair.attackerNs, 'ip', ['link', 'set', attackerDev, 'up'])
+    await fx.sensor!.waitFor((l) => l.msg === 'syn facts: new interface' && (l['interface'] as { name?: string } | undefined)?.name === sensorDev, 5_000)
+    const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: sensorAddress, port: 25252, send: 'new link\r\n', halfClose: true, waitMs: 2_000 }])
+    expect(result?.['connected']).toBe(true)
+    const rows = await waitFor(
+      () => readRows<{ src_ip: string; syn_facts: string | null }>(fx.dbPath, 'SELECT src_ip, syn_facts FROM attacks WHERE dst_port = 25252'),
+      (r) => r.length === 1,
+      5_000,
+    )
+    expect(rows[0]?.src_ip).toBe(attackerAddress)
+    // The only way to that address is the new link: its facts came from the program attached to it after the start.
+    expect(JSON.parse(rows[0]?.syn_facts ?? 'null')).toMatchObject({ ttl: 64, tcpFlags: 0x02, mss: 1460 })
+    await pair.exec(pair.sensorNs, 'ip', ['link', 'del', sensorDev])
+    await fx.sensor!.waitFor((l) => l.msg === 'syn facts: interface gone' && l['interface'] === sensorDev, 5_000)
   })
 
   it('leaves nothing attached after a SIGKILL: the host refuses new ports again by itself', async () => {

@@ -89,6 +89,11 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     ])
   })
 
+  it("lists its attached program among the namespace's sk_lookup programs, by the id it was loaded with", () => {
+    // What a second sensor reads before it attaches (and refuses to): exactly one steering program, this one.
+    expect(ready['lookupPrograms']).toEqual([{ id: ready['programId'], name: 'honeytrap_steer' }])
+  })
+
   it.each([4, 6] as const)('steers TCP to 50 random ports (IPv%i) into the one listener, which sees the port dialled', async (family) => {
     const host = family === 4 ? pair.sensorV4 : pair.sensorV6
     const ports = randomPorts(50, [PASS_PORT, SHADOWED_PORT])

@@ -45,6 +45,8 @@ export interface SteeringHandle {
   /** Uses the per-family keys tcp4/udp4/tcp6/udp6 instead of the dual-stack tcp/udp ones. */
   setPerFamily(on: boolean): void
   counters(): SteeringCounters
+  /** The kernel's id of the loaded program, as attachedLookupPrograms lists it once attached. */
+  programId(): number
   /** Detaches and frees the program and maps. Idempotent. */
   close(): void
 }
@@ -67,6 +69,10 @@ export interface SynFactsStats {
 
 export interface SynFactsHandle {
   interfaces(): readonly XdpAttachment[]
+  /** Attaches to one more interface (one that appeared after the start). */
+  attach(name: string): XdpAttachment
+  /** Closes the link of that interface; false when it had none. */
+  detach(name: string): boolean
   stats(): SynFactsStats
   /** Stops the reader thread and detaches from every interface. Idempotent; no records are delivered after it. */
   close(): void
@@ -96,10 +102,13 @@ interface NativeSteering {
   setAddresses(prefixes: readonly string[]): void
   setSetting(name: 'loopback' | 'per-family', on: boolean): void
   counters(): SteeringCounters
+  programId(): number
   close(): void
 }
 interface NativeSynFacts {
   interfaces(): XdpAttachment[]
+  attach(name: string): XdpAttachment
+  detach(name: string): boolean
   stats(): { records: number; lost: number; dropped: number; batches: number }
   close(): void
 }
@@ -109,7 +118,14 @@ interface NativeUdp {
   stats(): { datagrams: number; dropped: number; batches: number }
   close(): void
 }
+/** An sk_lookup program attached to a network namespace. */
+export interface LookupProgram {
+  readonly id: number
+  readonly name: string // '' when it went away while being listed
+}
+
 interface Addon {
+  attachedLookupPrograms(netnsPath?: string): LookupProgram[]
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
   openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
@@ -137,6 +153,12 @@ function call<T>(what: string, fn: () => T): T {
   }
 }
 
+/** The sk_lookup programs attached to this process's netns (or `netnsPath`), in the order the kernel runs them. */
+export function attachedLookupPrograms(netnsPath?: string): LookupProgram[] {
+  const native = loadAddon()
+  return call('ebpf sk_lookup query', () => (netnsPath === undefined ? native.attachedLookupPrograms() : native.attachedLookupPrograms(netnsPath)))
+}
+
 /** Loads the sk_lookup steering program for this process's netns (or `netnsPath`). */
 export function openSteering(options: { readonly objectPath?: string; readonly netnsPath?: string } = {}): SteeringHandle {
   const native = loadAddon()
@@ -152,6 +174,7 @@ export function openSteering(options: { readonly objectPath?: string; readonly n
     setLoopback: (on) => call('ebpf steering loopback', () => steering.setSetting('loopback', on)),
     setPerFamily: (on) => call('ebpf steering per-family', () => steering.setSetting('per-family', on)),
     counters: () => call('ebpf steering counters', () => steering.counters()),
+    programId: () => call('ebpf steering program id', () => steering.programId()),
     close: () => steering.close(),
   }
 }
@@ -183,6 +206,8 @@ export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
   )
   return {
     interfaces: () => facts.interfaces(),
+    attach: (name) => call(`ebpf syn facts on ${name}`, () => facts.attach(name)),
+    detach: (name) => facts.detach(name),
     stats: () => ({ ...facts.stats(), ...own }),
     close: () => {
       closed = true

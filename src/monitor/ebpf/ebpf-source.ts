@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
@@ -7,8 +7,9 @@ import { acceptQueued } from '../../core/accept-queued.js'
 import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
-import { openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
+import { attachedLookupPrograms, openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
 import { findCgroup2Root } from './cgroup2-root.js'
+import { findLinkOwners } from './link-owners.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
 import type { SynRecord } from './syn-record.js'
 import type { UdpDatagram } from './udp-record.js'
@@ -27,13 +28,17 @@ export interface EbpfSourceOptions {
   readonly isIgnored: (protocol: Protocol, port: number) => boolean // ignored and excluded ports: left to the kernel
   readonly includeLoopback: boolean
   readonly serviceScanMs: number // how often the ports real services hold are read again
-  readonly interfaces: readonly string[] | null // where the XDP program reads SYN facts; null: all but lo, at start
+  readonly interfaces: readonly string[] | null // where the XDP program reads SYN facts; null: all but lo, as they come and go
   readonly log: Logger
 }
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp']
 const STEERING_BACKLOG = 65_535
 const MIN_BIND_WINDOW_MS = 5_000
+// The steering program's name as the kernel keeps it (BPF_OBJ_NAME_LEN - 1 = 15 characters): how one sensor finds another.
+const STEER_PROGRAM_NAME = 'honeytrap_steer'
+// How often the interface list is read again for the SYN-facts program: a veth or VLAN added later gets it within this.
+const INTERFACE_SCAN_MS = 1_000
 
 /**
  * `monitor: ebpf`. A BPF sk_lookup program steers every new TCP connection and UDP flow, on every port not left to
@@ -57,6 +62,9 @@ export class EbpfSource implements PacketSource {
   #facts: SynFactsHandle | null = null
   #scanTimer: NodeJS.Timeout | undefined
   #scanning = false
+  #interfaceTimer: NodeJS.Timeout | undefined
+  #syncingInterfaces = false
+  readonly #refusedInterfaces = new Map<string, number>() // name -> the ifindex that refused XDP
   #ignored: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
   #passed: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
   #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
@@ -79,7 +87,9 @@ export class EbpfSource implements PacketSource {
         for (let port = 1; port <= 65_535; port++) if (this.#o.isIgnored(protocol, port)) this.#ignored[protocol].add(port)
       }
       this.#applyPasses(await readPortOwners())
+      await this.#refuseSecondSensor()
       steering.attach()
+      await this.#checkFirstSteering(steering)
     } catch (err) {
       await this.stop()
       throw err
@@ -97,6 +107,27 @@ export class EbpfSource implements PacketSource {
       if (protocol === 'udp' && this.#passed.udp.has(port) && !this.#ignored.udp.has(port)) this.#setPass('udp', port, false)
     })
     this.#log.info({ tcpPort: (this.#server.address() as { port: number }).port, udpPort: this.#udp.port, passed: { tcp: this.#passed.tcp.size, udp: this.#passed.udp.size } }, 'monitor started')
+  }
+
+  /**
+   * Two sensors steering one namespace would split its connections between them by the kernel's program order, each
+   * with half the picture, so a second one refuses to start, naming the first. Other sk_lookup programs (a load
+   * balancer, another tool) are the operator's: a warning, since whichever runs last decides where a connection goes.
+   */
+  async #refuseSecondSensor(): Promise<void> {
+    const programs = attachedLookupPrograms()
+    const sensors = programs.filter((p) => p.name === STEER_PROGRAM_NAME)
+    if (sensors.length > 0) throw await secondSensorError(sensors.map((p) => p.id))
+    if (programs.length > 0) {
+      this.#log.warn({ programs }, 'other sk_lookup programs are attached to this network namespace: they and the sensor may take each other\'s connections')
+    }
+  }
+
+  /** Closes the race of two sensors starting at once: of the sensors' programs, the first attached keeps steering. */
+  async #checkFirstSteering(steering: SteeringHandle): Promise<void> {
+    const mine = steering.programId()
+    const sensors = attachedLookupPrograms().filter((p) => p.name === STEER_PROGRAM_NAME)
+    if (sensors.length > 0 && sensors[0]!.id !== mine) throw await secondSensorError(sensors.filter((p) => p.id !== mine).map((p) => p.id))
   }
 
   /**
@@ -124,18 +155,60 @@ export class EbpfSource implements PacketSource {
    * everything (records then have no facts), so a failure here is a warning, not a failed start.
    */
   async #openFacts(): Promise<void> {
-    const interfaces = this.#o.interfaces ?? (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo' || this.#o.includeLoopback)
-    if (interfaces.length === 0) return
     try {
-      this.#facts = openSynFacts({ interfaces, onRecords: (records) => this.#o.target.synFactsSeen(records) })
-      this.#log.info({ interfaces: this.#facts.interfaces() }, 'syn facts attached')
+      this.#facts = openSynFacts({ interfaces: [], onRecords: (records) => this.#o.target.synFactsSeen(records) })
     } catch (err) {
-      this.#log.warn({ err, interfaces }, 'syn facts unavailable: records will have none')
+      this.#log.warn({ err }, 'syn facts unavailable: records will have none')
+      return
+    }
+    await this.#syncInterfaces()
+    this.#log.info({ interfaces: this.#facts.interfaces() }, 'syn facts attached')
+    this.#interfaceTimer = setInterval(() => void this.#syncInterfaces(), INTERFACE_SCAN_MS).unref()
+  }
+
+  /**
+   * Keeps the SYN-facts program on every wanted interface present now: attaches to those that appeared (or came back
+   * with a new index), lets go of those that went away. An interface that refuses XDP is warned about once per index.
+   */
+  async #syncInterfaces(): Promise<void> {
+    const facts = this.#facts
+    if (facts === null || this.#syncingInterfaces) return
+    this.#syncingInterfaces = true
+    try {
+      const present = new Map<string, number>()
+      const names = this.#o.interfaces ?? (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo' || this.#o.includeLoopback)
+      for (const name of names) {
+        const ifindex = await readIfindex(name)
+        if (ifindex !== null) present.set(name, ifindex)
+      }
+      if (this.#facts !== facts) return // stopped while reading
+      for (const attached of facts.interfaces()) {
+        if (present.get(attached.name) !== attached.ifindex) {
+          facts.detach(attached.name)
+          this.#log.info({ interface: attached.name, ifindex: attached.ifindex }, 'syn facts: interface gone')
+        }
+      }
+      const attachedNames = new Set(facts.interfaces().map((a) => a.name))
+      for (const [name, ifindex] of present) {
+        if (attachedNames.has(name) || this.#refusedInterfaces.get(name) === ifindex) continue
+        try {
+          const attachment = facts.attach(name)
+          this.#refusedInterfaces.delete(name)
+          if (this.#interfaceTimer !== undefined) this.#log.info({ interface: attachment }, 'syn facts: new interface')
+        } catch (err) {
+          this.#refusedInterfaces.set(name, ifindex)
+          this.#log.warn({ err, interface: name }, 'syn facts unavailable on this interface: its records will have none')
+        }
+      }
+    } finally {
+      this.#syncingInterfaces = false
     }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#scanTimer)
+    clearInterval(this.#interfaceTimer)
+    this.#interfaceTimer = undefined
     this.#o.target.onListenerClosed(null)
     this.#facts?.close()
     this.#facts = null
@@ -227,4 +300,22 @@ export class EbpfSource implements PacketSource {
     if (pass) this.#passed[protocol].add(port)
     else this.#passed[protocol].delete(port)
   }
+}
+
+/** An interface's index from sysfs, or null when it is gone (or the name is not one). */
+async function readIfindex(name: string): Promise<number | null> {
+  if (!/^[^/\0]{1,15}$/.test(name) || name === '.' || name === '..') return null
+  const text = await readFile(`/sys/class/net/${name}/ifindex`, 'utf8').catch(() => '')
+  const ifindex = Number.parseInt(text, 10)
+  return Number.isSafeInteger(ifindex) && ifindex > 0 ? ifindex : null
+}
+
+/** HT_ERR_MONITOR_OPEN naming the sensor already steering this namespace (its PID when /proc shows it). */
+async function secondSensorError(programIds: readonly number[]): Promise<HoneytrapError> {
+  const owners = (await findLinkOwners(programIds)).filter((pid) => pid !== process.pid)
+  const who = owners.length === 0 ? `(program id ${programIds.join(', ')})` : `(PID ${owners.join(', ')})`
+  return new HoneytrapError(
+    'HT_ERR_MONITOR_OPEN',
+    `another honeytrap-ts sensor ${who} already steers this network namespace with eBPF; stop it first, or run this sensor in another network namespace (ip netns exec)`,
+  )
 }
