@@ -10,7 +10,10 @@ import { parseFilterFlags, type FilterFlagValues } from '../../src/cli/filter-fl
 import { hasErrorCode } from '../../src/core/errors.js'
 import { listAttacks, openAttackDatabase } from '../../src/store/attack-query.js'
 import { loadMigrations, migrate, type Migration } from '../../src/store/migrate.js'
-import { attackStats } from '../../src/store/attack-stats.js'
+import { attackStats, type AttackStats } from '../../src/store/attack-stats.js'
+import type { AttackFilter } from '../../src/store/attack-filter.js'
+import { SqliteWriter } from '../../src/store/sqlite-writer.js'
+import { corpusBatches } from '../../src/bench/attack-corpus.js'
 import { formatAttackStats } from '../../src/cli/stats-format.js'
 import { createSqliteStore } from '../../src/store/sqlite-store.js'
 import { attackRecord } from '../helpers/attack-record.js'
@@ -238,5 +241,81 @@ describe('attacks stats', () => {
     expect(text).toContain('6 attacks from 2026-11-20 12:00:00 to 2026-11-20 12:05:00 UTC')
     expect(text).not.toContain('\u001b')
     expect(formatAttackStats(attackStats(db, parseFilterFlags({ port: '1-10' }), { top: 3 }))).toBe('no attacks match')
+  })
+})
+
+describe('attacks stats, either way it is computed', () => {
+  // The figures from the rows the filter selects (listAttacks, whose filters are tested above), counted here the plain
+  // way. Time-only filters take the index queries, the others the one-pass scan: both must give exactly this.
+  function oracle(db: Database.Database, filter: AttackFilter, top: number): Omit<AttackStats, 'timeline'> & { readonly buckets: number } {
+    const rows = listAttacks(db, { limit: 1_000_000, filter }).attacks
+    const tally = <K>(key: (r: (typeof rows)[number]) => K): Map<K, (typeof rows)[number][]> => {
+      const groups = new Map<K, (typeof rows)[number][]>()
+      for (const r of rows) groups.set(key(r), [...(groups.get(key(r)) ?? []), r])
+      return groups
+    }
+    const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+    const ports = [...tally((r) => `${r.dst_port}/${r.protocol}`).values()]
+      .map((g) => ({ port: g[0]!.dst_port, protocol: g[0]!.protocol, count: g.length }))
+      .sort((a, b) => b.count - a.count || a.port - b.port || byText(a.protocol, b.protocol))
+    const sources = [...tally((r) => r.src_ip)].map(([address, g]) => ({ address, count: g.length, firstMs: Math.min(...g.map((r) => r.started_at)) }))
+    const payloads = [...tally((r) => r.sha256)]
+      .filter(([sha256]) => sha256 !== createHash('sha256').digest('hex'))
+      .map(([sha256, g]) => ({
+        sha256,
+        size: Math.max(...g.map((r) => r.payload_size)),
+        count: g.length,
+        firstMs: Math.min(...g.map((r) => r.started_at)),
+        lastMs: Math.max(...g.map((r) => r.started_at)),
+        sources: new Set(g.map((r) => r.src_ip)).size,
+      }))
+      .sort((a, b) => b.count - a.count || byText(a.sha256, b.sha256))
+    const earlier = db.prepare<[string, number], number>('SELECT 1 FROM attacks WHERE src_ip = ? AND started_at < ?').pluck()
+    const fresh = sources.filter((s) => earlier.get(s.address, s.firstMs) === undefined).length
+    const times = rows.map((r) => r.started_at)
+    return {
+      total: rows.length,
+      firstMs: rows.length === 0 ? null : Math.min(...times),
+      lastMs: rows.length === 0 ? null : Math.max(...times),
+      topPorts: ports.slice(0, top),
+      topSources: sources.sort((a, b) => b.count - a.count || byText(a.address, b.address)).slice(0, top).map(({ address, count }) => ({ address, count })),
+      topPayloads: payloads.slice(0, top),
+      sources: { distinct: sources.length, new: fresh, seenBefore: sources.length - fresh },
+      buckets: rows.length,
+    }
+  }
+
+  it('gives the figures the selected rows give, for filters of every kind', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ht-stats-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const dbPath = join(dir, 'attacks.db')
+    const endMs = Date.UTC(2026, 10, 1)
+    const writer = SqliteWriter.open(dbPath, { busyTimeoutMs: 1_000, log: pino({ level: 'silent' }) })
+    for (const batch of corpusBatches({ count: 3_000, endMs, spanMs: 2 * 86_400_000, seed: 7 }, 250)) writer.write(batch, true)
+    writer.close()
+    const db = openAttackDatabase(dbPath)
+    onTestFinished(() => db.close())
+    const filters: AttackFilter[] = [
+      {},
+      { sinceMs: endMs - 86_400_000 },
+      { sinceMs: endMs - 30 * 3_600_000, untilMs: endMs - 6 * 3_600_000 },
+      { ports: { from: 23, to: 23 } },
+      { ports: { from: 1, to: 1_024 }, sinceMs: endMs - 86_400_000 },
+      { protocol: 'udp' },
+      { minBytes: 200 },
+      { source: parseFilterFlags({ source: '100.64.0.0/18' }).source! },
+      { text: '"busybox"' },
+    ]
+    for (const filter of filters) {
+      const expected = oracle(db, filter, 5)
+      const got = attackStats(db, filter, { top: 5 })
+      expect(expected.total, JSON.stringify(filter)).toBeGreaterThan(0)
+      const { timeline, ...figures } = got
+      const { buckets, ...want } = expected
+      expect(figures, JSON.stringify(filter)).toEqual(want)
+      // Each bucket starts on its width and the buckets add up to the selection.
+      expect(timeline.buckets.reduce((n, b) => n + b.count, 0), JSON.stringify(filter)).toBe(buckets)
+      for (const b of timeline.buckets) expect(b.startMs % timeline.bucketMs).toBe(0)
+    }
   })
 })
