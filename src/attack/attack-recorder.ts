@@ -1,4 +1,5 @@
 import { createUlid } from '../core/ids.js'
+import { packSynFacts, unpackSynFacts, type PackedSynFacts } from './packed-syn-facts.js'
 import type { AddressFamily, Attack, CloseReason, Direction, Endpoint, Protocol, RelayInfo, ResponderMode, SynFacts, TranscriptChunk } from './attack.js'
 
 export interface AttackRecorderOptions {
@@ -60,7 +61,7 @@ export class AttackRecorder {
   #transcript: number[] = []
   #transcriptTruncated = false
   #relay: RelayInfo | null = null
-  #synFacts: SynFacts | null = null
+  #synFacts: PackedSynFacts | null = null // packed: held for the whole session, by every idle connection
   #finished: Attack | null = null
 
   constructor(options: AttackRecorderOptions) {
@@ -107,7 +108,7 @@ export class AttackRecorder {
 
   /** The header facts of the packet that opened the session, once the monitor has them (before or after accept). */
   setSynFacts(facts: SynFacts): void {
-    this.#synFacts ??= facts
+    this.#synFacts ??= packSynFacts(facts)
   }
 
   get finished(): boolean {
@@ -137,7 +138,7 @@ export class AttackRecorder {
       transcript: this.#takeTranscript(),
       transcriptTruncated: this.#transcriptTruncated,
       relay: this.#relay,
-      synFacts: this.#synFacts,
+      synFacts: this.#synFacts === null ? null : unpackSynFacts(this.#synFacts),
     }
     return this.#finished
   }

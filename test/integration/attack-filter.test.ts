@@ -294,7 +294,9 @@ describe('attacks stats, either way it is computed', () => {
     for (const batch of corpusBatches({ count: 3_000, endMs, spanMs: 2 * 86_400_000, seed: 7 }, 250)) writer.write(batch, true)
     writer.close()
     const db = openAttackDatabase(dbPath)
-    onTestFinished(() => db.close())
+    onTestFinished(() => {
+      db.close()
+    })
     const filters: AttackFilter[] = [
       {},
       { sinceMs: endMs - 86_400_000 },
