@@ -59,8 +59,8 @@ function statsByIndexes(db: Database.Database, filter: AttackFilter, { where, pa
   const topHashes = db
     .prepare<unknown[], { sha256: string; count: number }>(`SELECT sha256, count(*) AS count FROM attacks ${and('sha256 != ?')} GROUP BY sha256 ORDER BY count DESC, sha256 LIMIT ?`)
     .all(...params, EMPTY_SHA256, top)
-  // By the payload's own index: a filter on a busy port would otherwise make the planner walk the port's every row
-  // once per payload.
+  // By the payload's own index: for a time range the planner would otherwise walk the range's every row once per
+  // payload.
   const details = db.prepare<unknown[], { size: number; firstMs: number; lastMs: number; sources: number }>(
     `SELECT max(payload_size) AS size, min(started_at) AS firstMs, max(started_at) AS lastMs, count(DISTINCT src_ip) AS sources
      FROM attacks INDEXED BY attacks_sha256 ${and('sha256 = ?')}`,
@@ -81,14 +81,19 @@ function statsByIndexes(db: Database.Database, filter: AttackFilter, { where, pa
           )
           .get(...params)!.new ?? 0)
   const total = buckets.reduce((n, b) => n + b.count, 0)
+  return assemble({ total, firstMs: span.first, lastMs: span.last, topPorts, topSources, topPayloads }, { distinct, fresh }, bucketMs, buckets)
+}
+
+/** The figures both ways share: the new/seen split of the sources and the timeline with its empty buckets. */
+function assemble(
+  lists: Omit<AttackStats, 'sources' | 'timeline'>,
+  sources: { readonly distinct: number; readonly fresh: number },
+  bucketMs: number,
+  buckets: readonly { startMs: number; count: number }[],
+): AttackStats {
   return {
-    total,
-    firstMs: span.first,
-    lastMs: span.last,
-    topPorts,
-    topSources,
-    topPayloads,
-    sources: { distinct, new: fresh, seenBefore: distinct - fresh },
+    ...lists,
+    sources: { distinct: sources.distinct, new: sources.fresh, seenBefore: sources.distinct - sources.fresh },
     timeline: { bucketMs, buckets: fillGaps(buckets, bucketMs) },
   }
 }
@@ -118,17 +123,7 @@ function statsByScan(db: Database.Database, sql: FilterSql, top: number): Attack
   const earlier = db.prepare<[string, number], number>('SELECT 1 FROM attacks WHERE src_ip = ? AND started_at < ? LIMIT 1').pluck()
   let fresh = 0
   for (const [address, { firstMs }] of tally.sources) if (earlier.get(address, firstMs) === undefined) fresh += 1
-  const distinct = tally.sources.size
-  return {
-    total: tally.total,
-    firstMs: tally.firstMs,
-    lastMs: tally.lastMs,
-    topPorts,
-    topSources,
-    topPayloads,
-    sources: { distinct, new: fresh, seenBefore: distinct - fresh },
-    timeline: { bucketMs, buckets: fillGaps(buckets, bucketMs) },
-  }
+  return assemble({ total: tally.total, firstMs: tally.firstMs, lastMs: tally.lastMs, topPorts, topSources, topPayloads }, { distinct: tally.sources.size, fresh }, bucketMs, buckets)
 }
 
 /** SQLite's BINARY order for the ASCII text compared here (addresses, digests, protocol names). */

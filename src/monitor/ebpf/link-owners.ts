@@ -49,7 +49,7 @@ export async function findLinkOwners(progIds: readonly number[], options: LinkOw
     const fds = await readdir(join(root, pid, 'fd')).catch(() => [] as string[])
     for (const fd of fds) {
       const target = await readlink(join(root, pid, 'fd', fd)).catch(() => '')
-      if (target !== 'anon_inode:bpf_link' && target !== 'anon_inode:bpf-link') continue
+      if (target !== 'anon_inode:bpf_link') continue
       const info = parseLinkFdinfo(await readFile(join(root, pid, 'fdinfo', fd), 'utf8').catch(() => ''))
       if (info !== null && wanted.has(info.progId)) {
         owners.push(Number(pid))
