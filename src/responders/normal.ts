@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { CloseReason } from '../attack/attack.js'
+import { IdleSweeper, type IdleMember } from './idle-sweeper.js'
 import type { Connection, EndableSession, HandOver, Responder } from './responder.js'
 import type { TemplateStore } from './templates.js'
 
@@ -17,21 +18,24 @@ type SessionSocket = Socket & { [kSession]?: NormalSession }
 
 /**
  * One connection in normal mode. Its socket handlers are shared module-level functions that find the session on the
- * socket, and its timers get the session as an argument: no closures per connection, which matters when ten thousand
- * idle connections are held open and on the hot path.
+ * socket, its timers get the session as an argument, and its idle timeout is the responder's one sweeper: no closure
+ * and no timer per connection, which matters when ten thousand idle connections are held open and on the hot path.
  */
-class NormalSession implements EndableSession {
+class NormalSession implements EndableSession, IdleMember {
   readonly conn: Connection
   readonly options: NormalResponderOptions
+  readonly idle: IdleSweeper<NormalSession>
   readonly resolve: (reason: CloseReason) => void
   done = false
   answered = false
   replies = 0
+  idleTick = 0
   silenceTimer: NodeJS.Timeout | undefined
 
-  constructor(conn: Connection, options: NormalResponderOptions, resolve: (reason: CloseReason) => void) {
+  constructor(conn: Connection, options: NormalResponderOptions, idle: IdleSweeper<NormalSession>, resolve: (reason: CloseReason) => void) {
     this.conn = conn
     this.options = options
+    this.idle = idle
     this.resolve = resolve
   }
 
@@ -39,8 +43,7 @@ class NormalSession implements EndableSession {
     const socket = this.conn.socket as SessionSocket
     socket[kSession] = this
     // No setNoDelay here: the listeners are created with noDelay, so every accepted socket already has it.
-    socket.setTimeout(this.options.idleTimeoutMs)
-    socket.on('timeout', onTimeout)
+    this.idle.add(this)
     socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onError)
@@ -59,6 +62,7 @@ class NormalSession implements EndableSession {
   }
 
   data(chunk: Buffer): void {
+    this.idle.touch(this)
     if (this.conn.recorder.received(chunk)) return this.end('size-limit')
     const reply = this.conn.policy.reply
     if (reply === 'on-data' && !this.answered) {
@@ -74,6 +78,11 @@ class NormalSession implements EndableSession {
     if (template === undefined || socket.destroyed || socket.writableEnded) return
     socket.write(template)
     this.conn.recorder.sent(template)
+    this.idle.touch(this)
+  }
+
+  idleExpired(): void {
+    this.end('idle-timeout')
   }
 
   armSilence(): void {
@@ -86,8 +95,8 @@ class NormalSession implements EndableSession {
     if (this.done) return
     this.done = true
     clearTimeout(this.silenceTimer)
+    this.idle.delete(this)
     const socket = this.conn.socket
-    socket.setTimeout(0)
     if (!socket.destroyed) {
       if (GRACEFUL.has(reason)) {
         // Flush what was written, send FIN, then let go: an attacker who never closes must not hold the socket.
@@ -119,10 +128,6 @@ function onClose(this: Socket, hadError: boolean): void {
   sessionOf(this)?.end(hadError ? 'peer-reset' : 'peer-closed')
 }
 
-function onTimeout(this: Socket): void {
-  sessionOf(this)?.end('idle-timeout')
-}
-
 function destroySocket(this: Socket): void {
   this.destroy()
 }
@@ -139,10 +144,11 @@ function onSilence(session: NormalSession): void {
  * service waiting for a request; that is the least fingerprintable default (no filler bytes, no random data).
  */
 export function createNormalResponder(options: NormalResponderOptions): Responder {
+  const idle = new IdleSweeper<NormalSession>(options.idleTimeoutMs)
   return {
     mode: 'normal',
     handle(conn: Connection, handOver?: HandOver): Promise<CloseReason> {
-      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, resolve).start(handOver))
+      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, idle, resolve).start(handOver))
     },
   }
 }
