@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
 import { acceptQueued } from '../core/accept-queued.js'
+import { HANDSHAKE_GRACE_MS, logHandshakeWait, waitForHandshakes } from '../core/pending-handshakes.js'
 import type { ConnectionAttempt, SynFacts } from '../monitor/packet-source.js'
 import type { ResponderSet } from '../responders/responder-set.js'
 import type { Connection, DatagramSession, EndableSession } from '../responders/responder.js'
@@ -249,8 +250,13 @@ export class Supervisor {
   }
 
   async #close(): Promise<void> {
-    // Handshakes the kernel has completed but the event loop has not accepted yet would be reset with their listener,
+    // Handshakes still under way on our ports complete first (the listeners keep serving meanwhile); then those the
+    // kernel has completed but the event loop has not accepted yet, which would be reset with their listener,
     // unrecorded: two check phases let every one already queued in (see #closeListener), to be ended as 'shutdown'.
+    if (this.#listeners.size > 0) {
+      const ours = (port: number): boolean => this.#listeners.has(listenerKey(4, 'tcp', port)) || this.#listeners.has(listenerKey(6, 'tcp', port))
+      logHandshakeWait(this.#log, await waitForHandshakes(ours, { graceMs: HANDSHAKE_GRACE_MS }))
+    }
     await acceptQueued()
     this.#closing = true
     clearInterval(this.#sweepTimer)

@@ -96,6 +96,27 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     await client.done
   })
 
+  it('SIGTERM lets handshakes under way complete, and records those connections', async () => {
+    const { pair, dbPath } = fx
+    const port = 2424
+    await prime(pair, port)
+    // The attacker's stack thinks each connection is up, but its handshake ACK (the connection's second packet) is
+    // dropped: the sensor holds every handshake half-done until its SYN-ACK retransmission, a second later, draws the
+    // ACK again. A sensor that closed its sockets at the signal would reset all ten, unrecorded.
+    await pair.exec(pair.attackerNs, 'iptables', ['-A', 'OUTPUT', '-p', 'tcp', '--dport', String(port), '--tcp-flags', 'ALL', 'ACK', '-m', 'connbytes', '--connbytes', '2:2', '--connbytes-dir', 'original', '--connbytes-mode', 'packets', '-j', 'DROP'])
+    const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port, count: 10, holdMs: 20_000 }])
+    const halfDone = async (): Promise<number> => (await pair.exec(pair.sensorNs, 'ss', ['-Htn', 'state', 'syn-recv', 'sport', '=', `:${port}`])).split('\n').filter((l) => l.trim() !== '').length
+    expect(await eventually(async () => (await halfDone()) === 10, 5_000)).toBe(true)
+
+    const code = await fx.sensor!.stop('SIGTERM')
+    fx.sensor = undefined
+    expect(code).toBe(0)
+    const rows = readRows<{ close_reason: string; src_ip: string }>(dbPath, 'SELECT close_reason, src_ip FROM attacks WHERE dst_port = ?', port)
+    expect(rows).toHaveLength(10)
+    for (const row of rows) expect(row).toEqual({ close_reason: 'shutdown', src_ip: pair.attackerV4 })
+    await client.done
+  })
+
   it(`SIGKILL loses no attack that ended more than the batch window (${BATCH_WINDOW_MS} ms) before the kill`, async () => {
     const { pair, dbPath } = fx
     await prime(pair, 8000)

@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
 import { acceptQueued } from '../../core/accept-queued.js'
+import { HANDSHAKE_GRACE_MS, logHandshakeWait, waitForHandshakes } from '../../core/pending-handshakes.js'
 import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
@@ -64,6 +65,7 @@ export class EbpfSource implements PacketSource {
   #scanning = false
   #interfaceTimer: NodeJS.Timeout | undefined
   #syncingInterfaces = false
+  #steered = false // the program was attached as this namespace's sensor: handshakes under way at stop are ours
   readonly #refusedInterfaces = new Map<string, number>() // name -> the ifindex that refused XDP
   #ignored: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
   #passed: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
@@ -90,6 +92,7 @@ export class EbpfSource implements PacketSource {
       await this.#refuseSecondSensor()
       steering.attach()
       await this.#checkFirstSteering(steering)
+      this.#steered = true
     } catch (err) {
       await this.stop()
       throw err
@@ -217,8 +220,13 @@ export class EbpfSource implements PacketSource {
     this.#steering = null
     this.#udp?.close()
     this.#udp = null
-    // Handshakes already completed into the steering socket's queue are accepted (and handed to the supervisor,
-    // which ends them as 'shutdown') rather than reset unrecorded with the socket.
+    // Handshakes under way complete into the steering socket (their ACK finds them without the program), and those
+    // completed are accepted and handed to the supervisor, which ends them as 'shutdown', rather than reset unrecorded
+    // with the socket. Ours are on every port but those left to the kernel.
+    if (this.#server !== null && this.#steered) {
+      const passed = this.#passed.tcp
+      logHandshakeWait(this.#log, await waitForHandshakes((port) => !passed.has(port), { graceMs: HANDSHAKE_GRACE_MS }))
+    }
     if (this.#server !== null) await acceptQueued()
     // Then it stops accepting. Not awaited: close()'s callback waits for every accepted connection to end, and those
     // are the supervisor's sessions, which it ends after the monitor has stopped.
