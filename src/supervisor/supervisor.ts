@@ -109,6 +109,9 @@ function unmapV4(address: string): string {
 const WARN_INTERVAL_MS = 10_000
 // Attempts whose session has not started yet; far more than can be in flight between verdict and accept.
 const MAX_TARGETS = 4_096
+// How long the record of a steered session that ended before its SYN's facts arrived waits for them (the ring buffer's
+// reader thread, scheduled late on a busy machine): it adds to the SIGKILL bound of those records only.
+const LATE_FACTS_MS = 100
 
 /**
  * Turns connection attempts into listeners, bound on demand before the monitor lets the packet through, and
@@ -131,11 +134,14 @@ export class Supervisor {
   // Steered TCP sessions whose SYN facts had not arrived at accept (the eBPF monitor's ring buffer races the accept):
   // the facts go to the recorder when they come. One entry per open session at most, removed when it ends.
   readonly #awaitingFacts = new Map<string, AttackRecorder>()
+  // Ended steered sessions whose record waits (at most LATE_FACTS_MS) for their SYN's facts; written at close.
+  readonly #lateFacts = new Map<string, { readonly recorder: AttackRecorder; readonly reason: CloseReason; readonly endedAtMs: number; readonly timer: NodeJS.Timeout }>()
   readonly #sweepTimer: NodeJS.Timeout
   readonly #sessionSweepTimer: NodeJS.Timeout
   #closing = false
   #closed: Promise<void> | null = null
   #listenerClosed: ((protocol: Protocol, port: number) => void) | null = null
+  #synFactsExpected = false
   #lastLimitWarnMs = 0
   #counters = { bound: 0, bindFailures: 0, ownedByOthers: 0, evicted: 0, idleClosed: 0, ignored: 0, recorded: 0, listenerLimitHits: 0 }
 
@@ -233,6 +239,14 @@ export class Supervisor {
     this.#listenerClosed = listener
   }
 
+  /**
+   * Whether SYN facts come separately from steered connections (the eBPF monitor's XDP program is attached): only
+   * then does a steered session wait for its facts, and its record for them, briefly, when it ends first.
+   */
+  expectSynFacts(on: boolean): void {
+    this.#synFactsExpected = on
+  }
+
   /** True when this supervisor holds a listener for the port in that family (the eBPF monitor's pass decisions). */
   hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean {
     return this.#listeners.has(listenerKey(family, protocol, port))
@@ -268,6 +282,7 @@ export class Supervisor {
     this.#listeners.clear()
     await Promise.allSettled([...this.#releasing.values()])
     if (drained !== null) await drained
+    for (const key of [...this.#lateFacts.keys()]) this.#recordLate(key)
   }
 
   #sweepSessions(): void {
@@ -286,6 +301,9 @@ export class Supervisor {
       if (recorder !== undefined) {
         recorder.setSynFacts(record.facts)
         this.#awaitingFacts.delete(key)
+      } else if (this.#lateFacts.has(key)) {
+        this.#lateFacts.get(key)!.recorder.setSynFacts(record.facts)
+        this.#recordLate(key)
       } else {
         this.#remember(key, { address: record.dstAddress, facts: record.facts })
       }
@@ -444,7 +462,7 @@ export class Supervisor {
     const policy = this.#o.policy.resolve('tcp', port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
-    else if (listener === null) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
+    else if (listener === null && this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log)
     this.#sessions.add(conn)
@@ -464,15 +482,29 @@ export class Supervisor {
 
   #endSession(session: OpenSession, recorder: AttackRecorder, reason: CloseReason, listener: TcpListener | null): void {
     this.#sessions.delete(session)
-    if (this.#awaitingFacts.size > 0) {
-      const key = `tcp|${recorder.source.address}|${recorder.source.port}|${recorder.target.port}`
-      if (this.#awaitingFacts.get(key) === recorder) this.#awaitingFacts.delete(key)
-    }
     listener?.sessionEnded()
     this.#o.limiter.release(recorder.source.address)
-    this.#record(recorder.finish(reason))
+    const key = this.#awaitingFacts.size > 0 ? `tcp|${recorder.source.address}|${recorder.source.port}|${recorder.target.port}` : null
+    if (key !== null && this.#awaitingFacts.get(key) === recorder) {
+      this.#awaitingFacts.delete(key)
+      // A session can end (connect, send, close) before its SYN's facts have come through the ring buffer and the
+      // addon's thread, which a busy machine schedules late: its record waits for them a moment, with its real end time.
+      const endedAtMs = Date.now()
+      const timer = setTimeout(() => this.#recordLate(key), LATE_FACTS_MS)
+      this.#lateFacts.set(key, { recorder, reason, endedAtMs, timer })
+    } else {
+      this.#record(recorder.finish(reason))
+    }
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ attackId: recorder.id, reason, bytesReceived: recorder.bytesReceived }, 'session closed')
     if (this.#sessions.size === 0) this.#drained?.()
+  }
+
+  #recordLate(key: string): void {
+    const late = this.#lateFacts.get(key)
+    if (late === undefined) return
+    this.#lateFacts.delete(key)
+    clearTimeout(late.timer)
+    this.#record(late.recorder.finish(late.reason, late.endedAtMs))
   }
 
   #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void, control: EndableSession): UdpSessionHandle | null {

@@ -815,3 +815,57 @@ describe('UDP', () => {
     expect(h.supervisor.stats()).toMatchObject({ evicted: 1, listeners: 1 })
   })
 })
+
+describe('steered connections and their SYN facts (the eBPF monitor)', () => {
+  /** A server standing in for the eBPF monitor's steering socket: each accepted socket goes to acceptSteered. */
+  async function steeringServer(accept: (socket: Socket) => void): Promise<number> {
+    const server: Server = createServer({ allowHalfOpen: true }, accept)
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    await new Promise<void>((resolve) => server.listen(0, LOOPBACK, resolve))
+    return (server.address() as { port: number }).port
+  }
+
+  const FACTS = { ttl: 61, ipId: 4_242, dontFragment: true, tcpWindow: 29_200, tcpFlags: 0x02, tcpOptions: [2, 4, 8, 1, 3], mss: 1_400, windowScale: 7 }
+
+  it('a session that ends before its facts arrive waits for them, and keeps its real end time', async () => {
+    const h = await startSupervisor()
+    h.supervisor.expectSynFacts(true)
+    const port = await steeringServer((socket) => h.supervisor.acceptSteered(socket))
+    const client = await connectTcp(port)
+    const srcPort = client.socket.localPort!
+    client.socket.end('GET / HTTP/1.0\r\n\r\n')
+    await client.closed
+    const closedAt = Date.now()
+    expect(h.attacks).toHaveLength(0) // the session is over (our FIN reached the client); its record waits
+    await sleep(40)
+    expect(h.attacks).toHaveLength(0)
+    h.supervisor.synFactsSeen([{ srcAddress: LOOPBACK, srcPort, dstAddress: LOOPBACK, dstPort: port, facts: FACTS }])
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.synFacts).toEqual(FACTS)
+    expect(attack!.closeReason).toBe('peer-closed')
+    expect(attack!.endedAtMs).toBeLessThanOrEqual(closedAt)
+  })
+
+  it('records without facts when they never come, shortly after the session ends', async () => {
+    const h = await startSupervisor()
+    h.supervisor.expectSynFacts(true)
+    const port = await steeringServer((socket) => h.supervisor.acceptSteered(socket))
+    const client = await connectTcp(port)
+    client.socket.end('probe')
+    await client.closed
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.synFacts).toBeNull()
+    expect(attack!.payload.toString()).toBe('probe')
+  })
+
+  it('does not hold records when no facts are expected (XDP not attached)', async () => {
+    const h = await startSupervisor()
+    const port = await steeringServer((socket) => h.supervisor.acceptSteered(socket))
+    const client = await connectTcp(port)
+    client.socket.end('probe')
+    await client.closed
+    // Our FIN reached the client after the session ended, and its record went to the sink in that same call.
+    expect(h.attacks).toHaveLength(1)
+    expect(h.attacks[0]!.synFacts).toBeNull()
+  })
+})

@@ -18,6 +18,7 @@ import type { UdpDatagram } from './udp-record.js'
 /** What the eBPF monitor hands its traffic to: the supervisor. */
 export interface SteeredTarget {
   acceptSteered(socket: Socket): void
+  expectSynFacts(on: boolean): void
   steeredDatagram(datagram: UdpDatagram): Promise<void>
   synFactsSeen(records: readonly SynRecord[]): void
   hasListener(family: AddressFamily, protocol: Protocol, port: number): boolean
@@ -165,6 +166,7 @@ export class EbpfSource implements PacketSource {
       return
     }
     await this.#syncInterfaces()
+    this.#o.target.expectSynFacts(true)
     this.#log.info({ interfaces: this.#facts.interfaces() }, 'syn facts attached')
     this.#interfaceTimer = setInterval(() => void this.#syncInterfaces(), INTERFACE_SCAN_MS).unref()
   }
@@ -213,6 +215,7 @@ export class EbpfSource implements PacketSource {
     clearInterval(this.#interfaceTimer)
     this.#interfaceTimer = undefined
     this.#o.target.onListenerClosed(null)
+    this.#o.target.expectSynFacts(false)
     this.#facts?.close()
     this.#facts = null
     // The program first: from here on new connections meet the kernel's own lookup, as without the sensor.
