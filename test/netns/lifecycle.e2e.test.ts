@@ -101,20 +101,33 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     const port = 2424
     await prime(pair, port)
     // The attacker's stack thinks each connection is up, but its handshake ACK (the connection's second packet) is
-    // dropped: the sensor holds every handshake half-done until its SYN-ACK retransmission, a second later, draws the
-    // ACK again. A sensor that closed its sockets at the signal would reset all ten, unrecorded.
+    // dropped: the sensor holds ten handshakes half-done. Its stop begins; 700 ms later the client sends its first
+    // bytes, whose segment carries the ACK again and completes each handshake. A sensor that closed its sockets at
+    // the signal would have reset all ten, unrecorded (it stores none of them with the grace set to 0).
     await pair.exec(pair.attackerNs, 'iptables', ['-A', 'OUTPUT', '-p', 'tcp', '--dport', String(port), '--tcp-flags', 'ALL', 'ACK', '-m', 'connbytes', '--connbytes', '2:2', '--connbytes-dir', 'original', '--connbytes-mode', 'packets', '-j', 'DROP'])
-    const client = startClient(pair, [{ type: 'hold', host: pair.sensorV4, port, count: 10, holdMs: 20_000 }])
+    const script = [
+      "const net = require('node:net')",
+      `const sockets = Array.from({ length: 10 }, () => net.connect({ host: ${JSON.stringify(pair.sensorV4)}, port: ${port} }).on('error', () => undefined))`,
+      "let up = 0; for (const s of sockets) s.once('connect', () => { if (++up === sockets.length) console.log('up') })",
+      "process.stdin.once('data', () => { for (const s of sockets) s.write('late ack'); setTimeout(() => process.exit(0), 5000).unref() })",
+      'setTimeout(() => process.exit(1), 30000)',
+    ].join('\n')
+    const client = pair.spawn(pair.attackerNs, process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const exited = new Promise<void>((resolve) => client.once('exit', () => resolve()))
+    await new Promise<void>((resolve) => client.stdout!.once('data', () => resolve()))
     const halfDone = async (): Promise<number> => (await pair.exec(pair.sensorNs, 'ss', ['-Htn', 'state', 'syn-recv', 'sport', '=', `:${port}`])).split('\n').filter((l) => l.trim() !== '').length
     expect(await eventually(async () => (await halfDone()) === 10, 5_000)).toBe(true)
 
-    const code = await fx.sensor!.stop('SIGTERM')
+    const stopped = fx.sensor!.stop('SIGTERM')
     fx.sensor = undefined
-    expect(code).toBe(0)
+    await new Promise((r) => setTimeout(r, 700))
+    client.stdin!.end('go\n')
+    expect(await stopped).toBe(0)
+    // Their bytes arrive as the stop ends their sessions: whether each was read before is a race, the record is not.
     const rows = readRows<{ close_reason: string; src_ip: string }>(dbPath, 'SELECT close_reason, src_ip FROM attacks WHERE dst_port = ?', port)
     expect(rows).toHaveLength(10)
     for (const row of rows) expect(row).toEqual({ close_reason: 'shutdown', src_ip: pair.attackerV4 })
-    await client.done
+    await exited
   })
 
   it(`SIGKILL loses no attack that ended more than the batch window (${BATCH_WINDOW_MS} ms) before the kill`, async () => {
