@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { procNetLocalPorts, SOCKET_STATE } from './proc-net.js'
+import { procNetLocalPorts, readProcNet, SOCKET_STATE } from './proc-net.js'
 
 /**
  * How long a stopping sensor keeps its listening sockets open for handshakes already under way: long enough for the
@@ -18,8 +17,7 @@ export interface HandshakeWait {
 
 /** The local ports of this network namespace's TCP handshakes under way (SYN received, ACK not yet), both families. */
 export async function readHandshakePorts(): Promise<Set<number>> {
-  const read = (file: string): Promise<string> => readFile(`/proc/net/${file}`, 'utf8').catch(() => '')
-  const [v4, v6] = await Promise.all([read('tcp'), read('tcp6')])
+  const [v4, v6] = await Promise.all([readProcNet('tcp'), readProcNet('tcp6')])
   return new Set([...procNetLocalPorts(v4, SOCKET_STATE.tcpSynRecv), ...procNetLocalPorts(v6, SOCKET_STATE.tcpSynRecv)])
 }
 

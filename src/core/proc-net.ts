@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+
 /** TCP and UDP socket states as /proc/net/{tcp,tcp6,udp,udp6} print them (the kernel's enum, in hex). */
 export const SOCKET_STATE = { tcpListen: '0A', tcpSynRecv: '03', udpUnconnected: '07' } as const
 
@@ -21,4 +23,9 @@ export function procNetLocalPorts(text: string, state: string): Set<number> {
     if (Number.isInteger(port) && port > 0 && port <= 65_535) ports.add(port)
   }
   return ports
+}
+
+/** A /proc/net file of the calling process's network namespace; a missing one (no IPv6, say) reads as empty. */
+export function readProcNet(file: 'tcp' | 'tcp6' | 'udp' | 'udp6'): Promise<string> {
+  return readFile(`/proc/net/${file}`, 'utf8').catch(() => '')
 }

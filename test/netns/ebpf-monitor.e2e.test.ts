@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { shippedTemplatesDir } from '../../src/config/paths.js'
 import { distScript, runAttackPlan } from '../../src/netns/sensor-process.js'
-import { describeNetns, loadedHoneytrapPrograms, readRows, waitFor } from '../helpers/netns-env.js'
+import { describeNetns, eventually, loadedHoneytrapPrograms, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
 // The whole sensor on `monitor: ebpf`: no rules and no queue; the very first connection to any port is served (the
@@ -158,13 +158,8 @@ describeNetns('sensor with the eBPF monitor', () => {
     expect((await loadedHoneytrapPrograms()).length).toBeGreaterThan(before.length)
     await fx.sensor!.stop('SIGKILL')
     fx.sensor = undefined
-    const deadline = Date.now() + 10_000
-    let left = await loadedHoneytrapPrograms()
-    while (left.length > before.length && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200))
-      left = await loadedHoneytrapPrograms()
-    }
-    expect(left).toEqual(before)
+    await eventually(async () => (await loadedHoneytrapPrograms()).length <= before.length, 10_000, 200)
+    expect(await loadedHoneytrapPrograms()).toEqual(before)
     const [after] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 40404, send: 'x', waitMs: 1_000 }])
     expect(after?.['connected']).toBe(false)
   })

@@ -158,13 +158,8 @@ describe.skipIf(!isRoot).each(Object.entries(MONITORS))('sensor lifecycle on mon
     expect(running(children[0]!)).toBe(false)
     // eBPF: the kernel detached the programs with the process (poll: the links go with its last reference).
     if (monitor === 'ebpf') {
-      const deadline = Date.now() + 10_000
-      let left = await loadedHoneytrapPrograms()
-      while (left.length > programsBefore.length && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 200))
-        left = await loadedHoneytrapPrograms()
-      }
-      expect(left).toEqual(programsBefore)
+      await eventually(async () => (await loadedHoneytrapPrograms()).length <= programsBefore.length, 10_000, 200)
+      expect(await loadedHoneytrapPrograms()).toEqual(programsBefore)
     }
   })
 })

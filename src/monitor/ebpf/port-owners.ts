@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises'
-import { procNetLocalPorts, SOCKET_STATE } from '../../core/proc-net.js'
+import { procNetLocalPorts, readProcNet, SOCKET_STATE } from '../../core/proc-net.js'
 
 /** The local ports sockets of this network namespace hold: TCP ports listened on, UDP ports bound. */
 export interface PortOwners {
@@ -17,8 +16,7 @@ export function parseProcNetPorts(text: string, protocol: 'tcp' | 'udp'): Set<nu
 
 /** Reads the port owners of the calling process's network namespace (a missing file, e.g. no IPv6, counts as empty). */
 export async function readPortOwners(): Promise<PortOwners> {
-  const read = (file: string): Promise<string> => readFile(`/proc/net/${file}`, 'utf8').catch(() => '')
-  const [tcp4, tcp6, udp4, udp6] = await Promise.all([read('tcp'), read('tcp6'), read('udp'), read('udp6')])
+  const [tcp4, tcp6, udp4, udp6] = await Promise.all([readProcNet('tcp'), readProcNet('tcp6'), readProcNet('udp'), readProcNet('udp6')])
   return {
     tcp: new Set([...parseProcNetPorts(tcp4, 'tcp'), ...parseProcNetPorts(tcp6, 'tcp')]),
     udp: new Set([...parseProcNetPorts(udp4, 'udp'), ...parseProcNetPorts(udp6, 'udp')]),
