@@ -1,6 +1,7 @@
 #include "batch-pump.h"
 
 #include <cerrno>
+#include <ctime>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -15,8 +16,9 @@ constexpr int kRetryMs = 20;              // how soon a batch the queue refused 
 }  // namespace
 
 void BatchPump::Start(Napi::Env env, Napi::Function callback, int watch_fd, Drain drain, size_t max_batch_bytes,
-                      const char* name) {
+                      const char* name, unsigned coalesce_us) {
   watch_fd_ = watch_fd;
+  coalesce_us_ = coalesce_us;
   drain_ = std::move(drain);
   max_batch_bytes_ = max_batch_bytes;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -53,6 +55,12 @@ void BatchPump::Run() {
     napi_status status = tsfn_.NonBlockingCall(batch);
     if (status == napi_ok) {
       batches_++;
+      if (coalesce_us_ > 0) {
+        // Records keep arriving in the source while we rest; a stop request waits at most this long.
+        timespec rest{0, static_cast<long>(coalesce_us_) * 1000};
+        while (nanosleep(&rest, &rest) != 0 && errno == EINTR) {
+        }
+      }
     } else if (status == napi_queue_full) {
       pending = std::move(*batch);  // the JS thread is behind: keep appending to this batch and offer it again
       delete batch;

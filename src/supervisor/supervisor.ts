@@ -135,7 +135,9 @@ export class Supervisor {
   // the facts go to the recorder when they come. One entry per open session at most, removed when it ends.
   readonly #awaitingFacts = new Map<string, AttackRecorder>()
   // Ended steered sessions whose record waits (at most LATE_FACTS_MS) for their SYN's facts; written at close.
-  readonly #lateFacts = new Map<string, { readonly recorder: AttackRecorder; readonly reason: CloseReason; readonly endedAtMs: number; readonly timer: NodeJS.Timeout }>()
+  // In the order they ended, so one timer serves them all: the first is always the next one due.
+  readonly #lateFacts = new Map<string, { readonly recorder: AttackRecorder; readonly reason: CloseReason; readonly endedAtMs: number; readonly dueAt: number }>()
+  #lateTimer: NodeJS.Timeout | undefined
   readonly #sweepTimer: NodeJS.Timeout
   readonly #sessionSweepTimer: NodeJS.Timeout
   #closing = false
@@ -282,6 +284,8 @@ export class Supervisor {
     this.#listeners.clear()
     await Promise.allSettled([...this.#releasing.values()])
     if (drained !== null) await drained
+    clearTimeout(this.#lateTimer)
+    this.#lateTimer = undefined
     for (const key of [...this.#lateFacts.keys()]) this.#recordLate(key)
   }
 
@@ -489,9 +493,8 @@ export class Supervisor {
       this.#awaitingFacts.delete(key)
       // A session can end (connect, send, close) before its SYN's facts have come through the ring buffer and the
       // addon's thread, which a busy machine schedules late: its record waits for them a moment, with its real end time.
-      const endedAtMs = Date.now()
-      const timer = setTimeout(() => this.#recordLate(key), LATE_FACTS_MS)
-      this.#lateFacts.set(key, { recorder, reason, endedAtMs, timer })
+      this.#lateFacts.set(key, { recorder, reason, endedAtMs: Date.now(), dueAt: performance.now() + LATE_FACTS_MS })
+      this.#lateTimer ??= setTimeout(() => this.#recordOverdue(), LATE_FACTS_MS)
     } else {
       this.#record(recorder.finish(reason))
     }
@@ -503,8 +506,20 @@ export class Supervisor {
     const late = this.#lateFacts.get(key)
     if (late === undefined) return
     this.#lateFacts.delete(key)
-    clearTimeout(late.timer)
     this.#record(late.recorder.finish(late.reason, late.endedAtMs))
+  }
+
+  /** Writes the late records whose wait is over and sets the timer for the next one: one timer, not one per session. */
+  #recordOverdue(): void {
+    this.#lateTimer = undefined
+    const now = performance.now()
+    for (const [key, late] of this.#lateFacts) {
+      if (late.dueAt > now) {
+        this.#lateTimer = setTimeout(() => this.#recordOverdue(), late.dueAt - now)
+        return
+      }
+      this.#recordLate(key)
+    }
   }
 
   #startUdp(listener: UdpListener, peer: Endpoint, send: (data: Buffer) => void, control: EndableSession): UdpSessionHandle | null {

@@ -4,12 +4,16 @@
   udp <host> <port>...      sends "probe <port>" to each port
   syn4 <src> <dst> <sport> <dport>   one hand-made IPv4 SYN (raw socket, IP_HDRINCL): the fields the test expects
   syn6 <src> <dst> <sport> <dport>   one hand-made IPv6 SYN (raw TCP socket; the kernel adds the IPv6 header)
+  synstream4 <src> <dst> <sport> <dport> <count> <gap_us>
+                            <count> IPv4 SYNs from ports sport, sport+1, ... spaced <gap_us> apart (busy wait);
+                            {"sent", "elapsedMs"} from the first send to the last
 Every socket has a timeout; the port lists are bounded by the caller.
 """
 import json
 import socket
 import struct
 import sys
+import time
 
 TIMEOUT_S = 3.0
 # MSS 1400, SACK permitted, timestamps, NOP, window scale 7: 20 bytes, kinds in wire order 2, 4, 8, 1, 3.
@@ -57,16 +61,33 @@ def udp(host, ports):
         return {'sent': len(ports), 'sport': s.getsockname()[1]}
 
 
-def syn4(src, dst, sport, dport):
+def ip4_syn(src, dst, sport, dport):
     segment_len = 20 + len(OPTIONS)
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, socket.IPPROTO_TCP, segment_len)
     segment = tcp_syn(sport, dport, pseudo)
     # Version/IHL, TOS, total length, ID, flags+fragment (DF), TTL, protocol, checksum (kernel fills it), addresses.
     ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + segment_len, IP_ID, 0x4000, TTL, socket.IPPROTO_TCP, 0,
                      socket.inet_aton(src), socket.inet_aton(dst))
+    return ip + segment
+
+
+def syn4(src, dst, sport, dport):
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
-        s.sendto(ip + segment, (dst, 0))
+        s.sendto(ip4_syn(src, dst, sport, dport), (dst, 0))
     return {'sent': 1}
+
+
+def synstream4(src, dst, sport, dport, count, gap_us):
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        started = time.perf_counter()
+        due = started
+        for i in range(count):
+            while time.perf_counter() < due:
+                pass
+            s.sendto(ip4_syn(src, dst, sport + i, dport), (dst, 0))
+            due += gap_us / 1e6
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    return {'sent': count, 'elapsedMs': elapsed_ms}
 
 
 def syn6(src, dst, sport, dport):
@@ -86,6 +107,8 @@ def main(argv):
         out = udp(args[0], [int(p) for p in args[1:]])
     elif command == 'syn4':
         out = syn4(args[0], args[1], int(args[2]), int(args[3]))
+    elif command == 'synstream4':
+        out = synstream4(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), int(args[5]))
     elif command == 'syn6':
         out = syn6(args[0], args[1], int(args[2]), int(args[3]))
     else:

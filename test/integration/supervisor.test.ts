@@ -858,6 +858,28 @@ describe('steered connections and their SYN facts (the eBPF monitor)', () => {
     expect(attack!.payload.toString()).toBe('probe')
   })
 
+  it('times each waiting record from its own end: a later one is not written with an earlier one', async () => {
+    const h = await startSupervisor()
+    h.supervisor.expectSynFacts(true)
+    const port = await steeringServer((socket) => h.supervisor.acceptSteered(socket))
+    const ended: number[] = []
+    for (const text of ['first', 'second']) {
+      const client = await connectTcp(port)
+      client.socket.end(text)
+      await client.closed
+      ended.push(performance.now())
+      if (text === 'first') await sleep(60)
+    }
+    const [first] = await h.attacksReady(1)
+    const firstAt = performance.now()
+    expect(first!.payload.toString()).toBe('first')
+    expect(h.attacks).toHaveLength(1) // the second waits its own 100 ms, though the first's timer has fired
+    expect(firstAt - ended[0]!).toBeGreaterThanOrEqual(95)
+    const [, second] = await h.attacksReady(2)
+    expect(second!.payload.toString()).toBe('second')
+    expect(performance.now() - ended[1]!).toBeGreaterThanOrEqual(95)
+  })
+
   it('does not hold records when no facts are expected (XDP not attached)', async () => {
     const h = await startSupervisor()
     const port = await steeringServer((socket) => h.supervisor.acceptSteered(socket))

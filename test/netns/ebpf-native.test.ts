@@ -137,7 +137,7 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     const sport = randomInt(20_000, 30_000)
     const dport = randomInt(1024, 65_536)
     await client(['syn4', pair.attackerV4, pair.sensorV4, String(sport), String(dport)])
-    const record = await waitFor(() => events.find((e) => e.event === 'syn' && e['srcPort'] === sport), (e) => e !== undefined, 5000)
+    const record = await waitFor(() => events.find((e) => e.event === 'syn' && e['srcPort'] === sport && e['dstPort'] === dport), (e) => e !== undefined, 5000)
     expect(record).toMatchObject({
       family: 4, srcAddress: pair.attackerV4, dstAddress: pair.sensorV4, dstPort: dport, optionsTruncated: false,
       facts: { ttl: 77, ipId: 0x1234, dontFragment: true, tcpWindow: 29200, tcpFlags: 0x02, tcpOptions: [2, 4, 8, 1, 3], mss: 1400, windowScale: 7 },
@@ -148,11 +148,34 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     const sport = randomInt(30_000, 40_000)
     const dport = randomInt(1024, 65_536)
     await client(['syn6', pair.attackerV6, pair.sensorV6, String(sport), String(dport)])
-    const record = await waitFor(() => events.find((e) => e.event === 'syn' && e['srcPort'] === sport), (e) => e !== undefined, 5000)
+    const record = await waitFor(() => events.find((e) => e.event === 'syn' && e['srcPort'] === sport && e['dstPort'] === dport), (e) => e !== undefined, 5000)
     expect(record).toMatchObject({
       family: 6, srcAddress: pair.attackerV6, dstAddress: pair.sensorV6, dstPort: dport, optionsTruncated: false,
       facts: { ttl: 55, ipId: null, dontFragment: false, tcpWindow: 29200, tcpFlags: 0x02, tcpOptions: [2, 4, 8, 1, 3], mss: 1400, windowScale: 7 },
     })
+  })
+
+  it('hands a steady stream of SYN facts to JS in batches, at most about one per millisecond, losing none', async () => {
+    const synStats = async (): Promise<{ records: number; batches: number }> => {
+      const seen = events.filter((e) => e.event === 'counters').length
+      child.stdin!.write('counters\n')
+      const counters = await waitFor(() => events.filter((e) => e.event === 'counters'), (list) => list.length > seen, 5000)
+      return (counters.at(-1) as unknown as { syn: { records: number; batches: number } }).syn
+    }
+    const before = await synStats()
+    // 100 SYNs 200 µs apart: without the pump's rest after each batch, its thread wakes and calls JS once per SYN.
+    const count = 100
+    const dport = randomPorts(1, [PASS_PORT, SHADOWED_PORT, ...events.filter((e) => e.event === 'syn').map((e) => e['dstPort'] as number)])[0]!
+    const sent = await client(['synstream4', pair.attackerV4, pair.sensorV4, String(randomInt(40_000, 50_000)), String(dport), String(count), '200'])
+    const isOurs = (e: ChildEvent): boolean => e.event === 'syn' && e['dstPort'] === dport
+    await waitFor(() => events.filter(isOurs).length, (n) => n >= count, 5000)
+    const after = await synStats()
+    const batches = after.batches - before.batches
+    expect(events.filter(isOurs)).toHaveLength(count)
+    expect(after.records - before.records).toBe(count)
+    // One batch per started millisecond of the stream, plus the stragglers of its last one, however slow the sender.
+    expect(batches).toBeLessThanOrEqual(Math.ceil(sent['elapsedMs'] as number) + 3)
+    expect(batches).toBeLessThan(count / 2)
   })
 
   it('counts what it did: steered connections, passed ones, no assign errors, no lost records', async () => {
