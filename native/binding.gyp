@@ -7,6 +7,7 @@
         "src/batch-pump.cc",
         "src/bpf-error.cc",
         "src/bpf-object.cc",
+        "src/listening-ports.cc",
         "src/netns-query.cc",
         "src/steering.cc",
         "src/syn-facts.cc",

@@ -3,6 +3,7 @@
 
 #include "../bpf/synfacts.h"
 #include "bpf-error.h"
+#include "listening-ports.h"
 #include "netns-query.h"
 #include "steering.h"
 #include "syn-facts.h"
@@ -39,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openSteering", Napi::Function::New(env, OpenSteering, "openSteering"));
   exports.Set("openSynFacts", Napi::Function::New(env, OpenSynFacts, "openSynFacts"));
   exports.Set("attachedLookupPrograms", Napi::Function::New(env, AttachedLookupPrograms, "attachedLookupPrograms"));
+  exports.Set("listeningPorts", Napi::Function::New(env, ListeningPorts, "listeningPorts"));
   exports.Set("openUdpCatchAll", Napi::Function::New(env, OpenUdpCatchAll, "openUdpCatchAll"));
   exports.Set("SYN_RECORD_BYTES", Napi::Number::New(env, SYN_RECORD_BYTES));
   exports.Set("UDP_RECORD_HEADER_BYTES", Napi::Number::New(env, kUdpRecordHeaderBytes));

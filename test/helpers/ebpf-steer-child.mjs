@@ -1,14 +1,16 @@
 // The sensor side of test/netns/ebpf-native.test.ts, run inside the sensor namespace (the addon attaches to the
 // calling process's netns). One dual-stack TCP listener and the addon's catch-all UDP socket take every port through
 // the sk_lookup program; XDP reports SYN facts from the given interfaces. Reports JSON lines on stdout; takes
-// commands ("counters", "pass <tcp|udp> <port> <0|1>") as lines on stdin.
+// commands ("counters", "ports", "pass <tcp|udp> <port> <0|1>") as lines on stdin.
 // Usage: node ebpf-steer-child.mjs '<json: { interfaces: string[], realPorts: number[], passPorts: number[] }>'
 // Plain .mjs on the build (dist/), because a plain node child process cannot run the .ts sources.
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
-import { attachedLookupPrograms, openSteering, openSynFacts, openUdpCatchAll, socketFd } from '../../dist/monitor/ebpf/bpf-native.js'
+import { readFileSync } from 'node:fs'
+import { attachedLookupPrograms, listeningPorts, openSteering, openSynFacts, openUdpCatchAll, socketFd } from '../../dist/monitor/ebpf/bpf-native.js'
+import { parseProcNetPorts } from '../../dist/monitor/ebpf/port-owners.js'
 
 const config = JSON.parse(process.argv[2] ?? '{}')
 const report = (event) => process.stdout.write(`${JSON.stringify(event, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`)
@@ -56,7 +58,10 @@ steering.attach()
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   const [command, ...args] = line.trim().split(' ')
-  if (command === 'counters') report({ event: 'counters', steering: steering.counters(), syn: syn.stats(), udp: udp.stats() })
+  if (command === 'ports') {
+    const proc = (protocol) => ['', '6'].flatMap((v) => [...parseProcNetPorts(readFileSync(`/proc/net/${protocol}${v}`, 'utf8'), protocol)])
+    report({ event: 'ports', diag: listeningPorts(), proc: { tcp: proc('tcp'), udp: proc('udp') } })
+  } else if (command === 'counters') report({ event: 'counters', steering: steering.counters(), syn: syn.stats(), udp: udp.stats() })
   else if (command === 'pass') steering.passPort(args[0], Number(args[1]), args[2] === '1')
   report({ event: 'done', command })
 })

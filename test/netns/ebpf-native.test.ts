@@ -178,6 +178,19 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     expect(batches).toBeLessThan(count / 2)
   })
 
+  it('lists the ports real sockets hold from sock_diag, the same as /proc/net says, its own sockets included', async () => {
+    child.stdin!.write('ports\n')
+    const ports = (await waitFor(() => events.find((e) => e.event === 'ports'), (e) => e !== undefined, 5000)) as unknown as {
+      diag: { tcp: number[]; udp: number[] }
+      proc: { tcp: number[]; udp: number[] }
+    }
+    const sorted = (list: number[]): number[] => [...new Set(list)].sort((a, b) => a - b)
+    expect(sorted(ports.diag.tcp)).toEqual(sorted(ports.proc.tcp))
+    expect(sorted(ports.diag.udp)).toEqual(sorted(ports.proc.udp))
+    expect(ports.diag.tcp).toEqual(expect.arrayContaining([PASS_PORT, SHADOWED_PORT, ready['tcpPort']]))
+    expect(ports.diag.udp).toEqual(expect.arrayContaining([ready['udpPort']]))
+  })
+
   it('counts what it did: steered connections, passed ones, no assign errors, no lost records', async () => {
     child.stdin!.write('counters\n')
     const counters = await waitFor(() => events.find((e) => e.event === 'counters'), (e) => e !== undefined, 5000)

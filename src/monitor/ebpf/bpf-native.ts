@@ -126,6 +126,7 @@ export interface LookupProgram {
 
 interface Addon {
   attachedLookupPrograms(netnsPath?: string): LookupProgram[]
+  listeningPorts(): { tcp: number[]; udp: number[] }
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
   openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
@@ -157,6 +158,15 @@ function call<T>(what: string, fn: () => T): T {
 export function attachedLookupPrograms(netnsPath?: string): LookupProgram[] {
   const native = loadAddon()
   return call('ebpf sk_lookup query', () => (netnsPath === undefined ? native.attachedLookupPrograms() : native.attachedLookupPrograms(netnsPath)))
+}
+
+/**
+ * The local ports of this process's netns that listening TCP sockets and unconnected UDP sockets hold, IPv4 and IPv6,
+ * from sock_diag. Throws HT_ERR_MONITOR_OPEN when the kernel cannot answer (no inet_diag or udp_diag).
+ */
+export function listeningPorts(): { tcp: number[]; udp: number[] } {
+  const native = loadAddon()
+  return call('sock_diag listening ports', () => native.listeningPorts())
 }
 
 /** Loads the sk_lookup steering program for this process's netns (or `netnsPath`). */

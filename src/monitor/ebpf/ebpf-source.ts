@@ -64,6 +64,7 @@ export class EbpfSource implements PacketSource {
   #facts: SynFactsHandle | null = null
   #scanTimer: NodeJS.Timeout | undefined
   #scanning = false
+  #scanFallbackWarned = false
   #interfaceTimer: NodeJS.Timeout | undefined
   #syncingInterfaces = false
   #steered = false // the program was attached as this namespace's sensor: handshakes under way at stop are ours
@@ -89,7 +90,7 @@ export class EbpfSource implements PacketSource {
       for (const protocol of PROTOCOLS) {
         for (let port = 1; port <= 65_535; port++) if (this.#o.isIgnored(protocol, port)) this.#ignored[protocol].add(port)
       }
-      this.#applyPasses(await readPortOwners())
+      this.#applyPasses(await readPortOwners(this.#onScanFallback))
       await this.#refuseSecondSensor()
       steering.attach()
       await this.#checkFirstSteering(steering)
@@ -276,11 +277,17 @@ export class EbpfSource implements PacketSource {
     if (this.#o.target.hasListener(4, 'udp', port) && this.#o.target.hasListener(6, 'udp', port)) this.#setPass('udp', port, true)
   }
 
+  readonly #onScanFallback = (err: unknown): void => {
+    if (this.#scanFallbackWarned) return
+    this.#scanFallbackWarned = true
+    this.#log.warn({ err, fix: 'load the inet_diag, tcp_diag and udp_diag kernel modules (modprobe)' }, 'sock_diag cannot list listening sockets; reading /proc/net instead, which costs more on a busy host')
+  }
+
   async #scan(): Promise<void> {
     if (this.#scanning || this.#steering === null) return
     this.#scanning = true
     try {
-      this.#applyPasses(await readPortOwners())
+      this.#applyPasses(await readPortOwners(this.#onScanFallback))
     } catch (err) {
       this.#log.warn({ err }, 'reading the ports of real services failed')
     } finally {

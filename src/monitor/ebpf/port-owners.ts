@@ -1,4 +1,5 @@
 import { procNetLocalPorts, readProcNet, SOCKET_STATE } from '../../core/proc-net.js'
+import { listeningPorts } from './bpf-native.js'
 
 /** The local ports sockets of this network namespace hold: TCP ports listened on, UDP ports bound. */
 export interface PortOwners {
@@ -14,8 +15,18 @@ export function parseProcNetPorts(text: string, protocol: 'tcp' | 'udp'): Set<nu
   return procNetLocalPorts(text, protocol === 'tcp' ? SOCKET_STATE.tcpListen : SOCKET_STATE.udpUnconnected)
 }
 
-/** Reads the port owners of the calling process's network namespace (a missing file, e.g. no IPv6, counts as empty). */
-export async function readPortOwners(): Promise<PortOwners> {
+/**
+ * Reads the port owners of the calling process's network namespace. From sock_diag, which visits listening sockets
+ * only; when the kernel cannot answer that (no inet_diag or udp_diag module), `onFallback` hears why and /proc/net is
+ * read instead, which walks every connection of the host (a missing file, e.g. no IPv6, counts as empty).
+ */
+export async function readPortOwners(onFallback?: (err: unknown) => void): Promise<PortOwners> {
+  try {
+    const ports = listeningPorts()
+    return { tcp: new Set(ports.tcp), udp: new Set(ports.udp) }
+  } catch (err) {
+    onFallback?.(err)
+  }
   const [tcp4, tcp6, udp4, udp6] = await Promise.all([readProcNet('tcp'), readProcNet('tcp6'), readProcNet('udp'), readProcNet('udp6')])
   return {
     tcp: new Set([...parseProcNetPorts(tcp4, 'tcp'), ...parseProcNetPorts(tcp6, 'tcp')]),
