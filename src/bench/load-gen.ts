@@ -27,7 +27,10 @@ export interface HotSpec {
   readonly durationMs: number
 }
 
-/** Closed loops where every connection goes to the next never-used port of fromPort, fromPort + portStep, ... toPort. */
+/**
+ * Closed loops where every connection goes to the next never-used port of fromPort, fromPort + portStep, ... toPort,
+ * counted after `warmupMs` (as the hot loop is: the first second runs cold code on both sides) for `durationMs`.
+ */
 export interface NewPortSpec {
   readonly mode: 'newport'
   readonly host: string
@@ -35,6 +38,7 @@ export interface NewPortSpec {
   readonly toPort: number
   readonly portStep: number
   readonly concurrency: number
+  readonly warmupMs: number
   readonly durationMs: number
   readonly connectTimeoutMs: number
 }
@@ -215,11 +219,11 @@ async function runHot(spec: HotSpec): Promise<LoadResult> {
 async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
   const tally = new Tally()
   const nextPort = portCounter({ fromPort: spec.fromPort, step: spec.portStep, toPort: spec.toPort })
-  const started = performance.now()
-  const end = started + spec.durationMs
-  const cpuAtStart = cpuMsNow()
+  const windowStart = performance.now() + spec.warmupMs
+  const end = windowStart + spec.durationMs
+  let cpuAtStart = Number.NaN
   let exhausted = false
-  let lastDone = started
+  let lastDone = windowStart
   const loop = async (): Promise<void> => {
     while (performance.now() < end) {
       const port = nextPort()
@@ -229,13 +233,15 @@ async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
       }
       const result = await exchange(spec.host, port, { style: 'send-and-close', connectTimeoutMs: spec.connectTimeoutMs })
       lastDone = performance.now()
-      tally.add(result, { inWindow: lastDone <= end, keepLatency: true })
+      if (Number.isNaN(cpuAtStart) && lastDone >= windowStart) cpuAtStart = cpuMsNow()
+      const inWindow = lastDone >= windowStart && lastDone <= end
+      tally.add(result, { inWindow, keepLatency: inWindow })
     }
   }
   await Promise.all(Array.from({ length: spec.concurrency }, loop))
   // A run that ran out of ports before its duration is measured up to its last connection, not to the duration.
-  const windowMs = exhausted ? lastDone - started : spec.durationMs
-  return tally.result('newport', { windowMs, cpuMs: cpuMsNow() - cpuAtStart, portsExhausted: exhausted })
+  const windowMs = exhausted ? Math.max(0, lastDone - windowStart) : spec.durationMs
+  return tally.result('newport', { windowMs, cpuMs: Number.isNaN(cpuAtStart) ? 0 : cpuMsNow() - cpuAtStart, portsExhausted: exhausted })
 }
 
 async function runRate(spec: RateSpec): Promise<LoadResult> {
@@ -341,6 +347,7 @@ export function specBoundMs(spec: LoadSpec): number {
     case 'hot':
       return spec.warmupMs + spec.durationMs
     case 'newport':
+      return spec.warmupMs + spec.durationMs + spec.connectTimeoutMs
     case 'rate':
       return spec.durationMs + spec.connectTimeoutMs
     case 'serial':

@@ -227,7 +227,7 @@ export function hotScenario(kind: SystemKind, ctx: ScenarioContext, options: { r
 /** (b) Closed loops where every connection opens a never-used port, 32 in flight. */
 export function newPortScenario(kind: SystemKind, ctx: ScenarioContext): Promise<Measured> {
   return withSystem(ctx, (sys) => {
-    const spec = { mode: 'newport', fromPort: FIRST_NEW_PORT, toPort: 65_535, portStep: 1, concurrency: 32, durationMs: ctx.quick ? 3_000 : 8_000, connectTimeoutMs: 3_000 } as const
+    const spec = { mode: 'newport', fromPort: FIRST_NEW_PORT, toPort: 65_535, portStep: 1, concurrency: 32, warmupMs: 1_000, durationMs: ctx.quick ? 3_000 : 8_000, connectTimeoutMs: 3_000 } as const
     return measure(sys, () => runLoadGen(sys.pair, spec, { procs: ctx.genProcs }), ctx)
   }, { kind, scenario: 'newport' })
 }
@@ -278,7 +278,7 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
     const released = await held.release()
     await sleep(2_000)
     const scanPorts = ctx.quick ? 16_384 : 65_535
-    const spec = { mode: 'newport', fromPort: 1, toPort: scanPorts, portStep: 1, concurrency: SCAN_CONCURRENCY, durationMs: 150_000, connectTimeoutMs: 3_000 } as const
+    const spec = { mode: 'newport', fromPort: 1, toPort: scanPorts, portStep: 1, concurrency: SCAN_CONCURRENCY, warmupMs: 0, durationMs: 150_000, connectTimeoutMs: 3_000 } as const
     const scan = await measure(sys, () => runLoadGen(sys.pair, spec), ctx)
     await sleep(2_000)
     return {
