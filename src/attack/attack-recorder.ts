@@ -17,6 +17,9 @@ export interface AttackRecorderOptions {
  * The bytes of one direction, kept up to the read limit exactly whatever the chunk sizes (the original overshot by
  * 8 KiB). Chunks are kept by reference while they fit, so a reply from a shared template costs no copy.
  */
+// The payload or response of a direction that never carried a byte. Never written to: Buffers of length 0 have no bytes.
+const NO_BYTES = Buffer.alloc(0)
+
 class CappedBytes {
   chunks: Buffer[] = []
   kept = 0
@@ -55,10 +58,12 @@ export class AttackRecorder {
   readonly id: string
   readonly startedAtMs: number
   readonly #options: AttackRecorderOptions
-  readonly #in = new CappedBytes()
-  readonly #out = new CappedBytes()
+  // Each made with the first byte of its direction: a connection held open without a byte (10,000 of them in the
+  // memory benchmark) then costs no buffers, no chunk lists and no transcript, about 200 bytes of heap less.
+  #in: CappedBytes | null = null
+  #out: CappedBytes | null = null
   // Flat [direction (0 in, 1 out), offsetMs, size, ...]: three numbers per chunk rather than an object on the hot path.
-  #transcript: number[] = []
+  #transcript: number[] | null = null
   #transcriptTruncated = false
   #relay: RelayInfo | null = null
   #synFacts: PackedSynFacts | null = null // packed: held for the whole session, by every idle connection
@@ -72,13 +77,14 @@ export class AttackRecorder {
 
   /** Records bytes from the attacker. Returns true once bytes had to be dropped (the read limit was passed). */
   received(chunk: Buffer): boolean {
-    this.#note(0, this.#in.add(chunk, this.#options.maxAttackBytes))
-    return this.#in.truncated
+    const bytes = (this.#in ??= new CappedBytes())
+    this.#note(0, bytes.add(chunk, this.#options.maxAttackBytes))
+    return bytes.truncated
   }
 
   /** Records bytes sent to the attacker (after they were handed to the socket). */
   sent(chunk: Buffer): void {
-    this.#note(1, this.#out.add(chunk, this.#options.maxAttackBytes))
+    this.#note(1, (this.#out ??= new CappedBytes()).add(chunk, this.#options.maxAttackBytes))
   }
 
   /** Says what a mirror or proxy session did with its target; the last call wins (a fallback after a relay attempt). */
@@ -99,11 +105,11 @@ export class AttackRecorder {
   }
 
   get bytesReceived(): number {
-    return this.#in.total
+    return this.#in?.total ?? 0
   }
 
   get bytesSent(): number {
-    return this.#out.total
+    return this.#out?.total ?? 0
   }
 
   /** The header facts of the packet that opened the session, once the monitor has them (before or after accept). */
@@ -129,12 +135,12 @@ export class AttackRecorder {
       startedAtMs: this.startedAtMs,
       endedAtMs: Math.max(endedAtMs, this.startedAtMs),
       closeReason,
-      payload: this.#in.take(),
-      truncated: this.#in.truncated,
-      bytesReceived: this.#in.total,
-      bytesSent: this.#out.total,
-      response: this.#out.take(),
-      responseTruncated: this.#out.truncated,
+      payload: this.#in?.take() ?? NO_BYTES,
+      truncated: this.#in?.truncated ?? false,
+      bytesReceived: this.#in?.total ?? 0,
+      bytesSent: this.#out?.total ?? 0,
+      response: this.#out?.take() ?? NO_BYTES,
+      responseTruncated: this.#out?.truncated ?? false,
       transcript: this.#takeTranscript(),
       transcriptTruncated: this.#transcriptTruncated,
       relay: this.#relay,
@@ -145,7 +151,7 @@ export class AttackRecorder {
 
   #note(direction: 0 | 1, size: number): void {
     if (size === 0) return
-    const t = this.#transcript
+    const t = (this.#transcript ??= [])
     const offsetMs = Date.now() - this.startedAtMs
     const last = t.length - 3
     // Chunks that arrive in the same direction within the same millisecond are one entry: a relay reading a bulk
@@ -162,13 +168,13 @@ export class AttackRecorder {
   }
 
   #takeTranscript(): TranscriptChunk[] {
-    const t = this.#transcript
+    const t = this.#transcript ?? []
     const chunks: TranscriptChunk[] = []
     for (let i = 0; i < t.length; i += 3) {
       const direction: Direction = t[i] === 0 ? 'in' : 'out'
       chunks.push({ direction, offsetMs: t[i + 1]!, size: t[i + 2]! })
     }
-    this.#transcript = []
+    this.#transcript = null
     return chunks
   }
 }
