@@ -9,6 +9,9 @@ import { readdirSync, readFileSync } from 'node:fs'
 /** What /proc says about one process at one instant. */
 export interface ProcUsage {
   readonly rssKiB: number // VmRSS: resident memory, every thread included
+  // RssAnon: the anonymous part (heaps, malloc, stacks), without the mapped files (the node binary, the addons), whose
+  // pages the kernel may drop and read again at any time: a per-connection figure taken from it is not moved by that.
+  readonly rssAnonKiB: number
   readonly cpuMs: number // user + system time of every thread since the process started
 }
 
@@ -23,12 +26,13 @@ const TICKS_PER_SECOND = 100
 
 /** Reads VmRSS and the CPU time of `pid`; throws if the process is gone. */
 export function readProcUsage(pid: number): ProcUsage {
-  return { rssKiB: parseVmRssKiB(readFileSync(`/proc/${pid}/status`, 'utf8')), cpuMs: parseCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8')) }
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return { rssKiB: parseStatusKiB(status, 'VmRSS'), rssAnonKiB: parseStatusKiB(status, 'RssAnon'), cpuMs: parseCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8')) }
 }
 
-/** The VmRSS line of a /proc/<pid>/status text, in KiB; NaN when absent (a zombie). Pure. */
-export function parseVmRssKiB(status: string): number {
-  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)
+/** A "Name:   123 kB" line of a /proc/<pid>/status text (VmRSS, RssAnon), in KiB; NaN when absent (a zombie). Pure. */
+export function parseStatusKiB(status: string, name: 'VmRSS' | 'RssAnon'): number {
+  const match = new RegExp(`^${name}:\\s+(\\d+)\\s+kB$`, 'm').exec(status)
   return match?.[1] === undefined ? Number.NaN : Number(match[1])
 }
 

@@ -87,6 +87,7 @@ export interface MemoryFigures {
   readonly heldEstablished: number // as the sensor namespace's kernel counts them while held
   readonly withIdleKiB: number
   readonly perIdleConnectionKiB: number
+  readonly perIdleConnectionAnonKiB: number // the same from RssAnon alone
   readonly closedByPeerWhileHeld: number
   readonly scan: Measured
   readonly scanPorts: number
@@ -269,10 +270,12 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
     await sleep(2_000)
     const startupKiB = readProcUsage(sys.pid).rssKiB
     await sleep(IDLE_SETTLE_MS - 2_000)
-    const idleKiB = readProcUsage(sys.pid).rssKiB
+    const idle = readProcUsage(sys.pid)
+    const idleKiB = idle.rssKiB
     const held = await startHold(sys.pair, { port: HOLD_PORT, count: 10_000, concurrency: 100, holdMs: 120_000, readyTimeoutMs: 90_000 })
     await sleep(IDLE_SETTLE_MS)
-    const withIdleKiB = readProcUsage(sys.pid).rssKiB
+    const withIdle = readProcUsage(sys.pid)
+    const withIdleKiB = withIdle.rssKiB
     const established = await sys.pair.exec(sys.pair.sensorNs, 'ss', ['-Htn', 'state', 'established', 'sport', '=', `:${HOLD_PORT}`])
     const heldEstablished = established.split('\n').filter((l) => l.trim() !== '').length
     const released = await held.release()
@@ -288,6 +291,7 @@ export function memoryScenario(kind: SystemKind, ctx: ScenarioContext): Promise<
       heldEstablished,
       withIdleKiB,
       perIdleConnectionKiB: held.connected > 0 ? (withIdleKiB - idleKiB) / held.connected : 0,
+      perIdleConnectionAnonKiB: held.connected > 0 ? (withIdle.rssAnonKiB - idle.rssAnonKiB) / held.connected : 0,
       closedByPeerWhileHeld: released.closedByPeer ?? 0,
       scan,
       scanPorts,
