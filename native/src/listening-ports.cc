@@ -77,6 +77,7 @@ void Dump(Napi::Env env, uint8_t family, uint8_t protocol, uint32_t states, std:
       if (header->nlmsg_type == NLMSG_ERROR) {
         const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
         int code = header->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)) ? -error->error : EPROTO;
+        if (code == 0) continue;  // an acknowledgement, not an error
         throw BpfError(env, what, code);
       }
       if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY || header->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {

@@ -13,13 +13,13 @@ export interface AttackRecorderOptions {
   readonly startedAtMs?: number
 }
 
+// The payload or response of a direction that never carried a byte. Never written to: Buffers of length 0 have no bytes.
+const NO_BYTES = Buffer.alloc(0)
+
 /**
  * The bytes of one direction, kept up to the read limit exactly whatever the chunk sizes (the original overshot by
  * 8 KiB). Chunks are kept by reference while they fit, so a reply from a shared template costs no copy.
  */
-// The payload or response of a direction that never carried a byte. Never written to: Buffers of length 0 have no bytes.
-const NO_BYTES = Buffer.alloc(0)
-
 class CappedBytes {
   chunks: Buffer[] = []
   kept = 0
