@@ -221,7 +221,8 @@ async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
   const nextPort = portCounter({ fromPort: spec.fromPort, step: spec.portStep, toPort: spec.toPort })
   const windowStart = performance.now() + spec.warmupMs
   const end = windowStart + spec.durationMs
-  let cpuAtStart = Number.NaN
+  let cpuAtStart = cpuMsNow()
+  const startTimer = setTimeout(() => (cpuAtStart = cpuMsNow()), spec.warmupMs)
   let exhausted = false
   let lastDone = windowStart
   const loop = async (): Promise<void> => {
@@ -233,15 +234,15 @@ async function runNewPort(spec: NewPortSpec): Promise<LoadResult> {
       }
       const result = await exchange(spec.host, port, { style: 'send-and-close', connectTimeoutMs: spec.connectTimeoutMs })
       lastDone = performance.now()
-      if (Number.isNaN(cpuAtStart) && lastDone >= windowStart) cpuAtStart = cpuMsNow()
       const inWindow = lastDone >= windowStart && lastDone <= end
       tally.add(result, { inWindow, keepLatency: inWindow })
     }
   }
   await Promise.all(Array.from({ length: spec.concurrency }, loop))
+  clearTimeout(startTimer)
   // A run that ran out of ports before its duration is measured up to its last connection, not to the duration.
   const windowMs = exhausted ? Math.max(0, lastDone - windowStart) : spec.durationMs
-  return tally.result('newport', { windowMs, cpuMs: Number.isNaN(cpuAtStart) ? 0 : cpuMsNow() - cpuAtStart, portsExhausted: exhausted })
+  return tally.result('newport', { windowMs, cpuMs: cpuMsNow() - cpuAtStart, portsExhausted: exhausted })
 }
 
 async function runRate(spec: RateSpec): Promise<LoadResult> {
