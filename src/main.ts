@@ -12,7 +12,7 @@ import { pipelineSettings } from './plugins/pipeline-settings.js'
 import { createResponders, type ResponderSet } from './responders/responder-set.js'
 import { TemplateStore } from './responders/templates.js'
 import { installRules, removeRules, type InstallReport } from './rules/iptables-runner.js'
-import { sshExcludeRanges } from './rules/iptables-rules.js'
+import { sshExcludeRanges, type RuleOptions } from './rules/iptables-rules.js'
 import { detectSshPorts } from './rules/ssh-ports.js'
 import { createSqliteStore } from './store/sqlite-store.js'
 import type { AttackStore } from './store/store.js'
@@ -76,6 +76,19 @@ export async function resolveExcludes(config: Config): Promise<PortRange[]> {
   return ranges
 }
 
+/** The capture rules' options from a config and the resolved exclusions: what `run`, `iptables` and the benchmark install. */
+export function ruleOptionsFor(config: Config, excluded: readonly PortRange[]): RuleOptions {
+  return {
+    queue: config.monitor.queue,
+    queueCount: config.monitor.queues,
+    exclude: excluded,
+    interface: config.rules.interface,
+    ipv6: config.rules.ipv6,
+    includeLoopback: config.rules.includeLoopback,
+    mark: config.rules.mark,
+  }
+}
+
 /** The packet source `monitor.type` names. None opens anything before start(). */
 function createMonitor(config: Config, deps: { readonly excluded: readonly PortRange[]; readonly supervisor: Supervisor; readonly log: Logger }): PacketSource {
   const { excluded, log } = deps
@@ -99,6 +112,8 @@ function createMonitor(config: Config, deps: { readonly excluded: readonly PortR
     queues: config.monitor.queues,
     bufferBytes: config.monitor.queueBufferBytes,
     maxHoldMs: config.monitor.maxHoldMs,
+    mark: config.rules.mark,
+    serves: (attempt) => deps.supervisor.hasListener(attempt.family, attempt.protocol, attempt.dstPort),
     log,
   })
 }
@@ -198,14 +213,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     throw err
   }
 
-  const ruleOptions = {
-    queue: config.monitor.queue,
-    queueCount: config.monitor.queues,
-    exclude: excluded,
-    interface: config.rules.interface,
-    ipv6: config.rules.ipv6,
-    includeLoopback: config.rules.includeLoopback,
-  }
+  const ruleOptions = ruleOptionsFor(config, excluded)
   let rules: InstallReport | null = null
   // Only the NFQUEUE monitor needs capture rules; a pcap capture sees traffic as it is.
   if (config.rules.manage && config.monitor.type === 'nfqueue') {

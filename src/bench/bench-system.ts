@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import pino from 'pino'
 import { loadConfig } from '../config/load-config.js'
-import { resolveExcludes } from '../main.js'
+import { resolveExcludes, ruleOptionsFor } from '../main.js'
 import { createNetnsPair, type NetnsPair } from '../netns/netns-pair.js'
 import { distScript, startSensorProcess } from '../netns/sensor-process.js'
 import type { RuleOptions } from '../rules/iptables-rules.js'
@@ -52,16 +52,9 @@ const active = new Set<SystemUnderTest>()
 const rulesLog = pino({ level: 'warn', base: { component: 'bench' } }, pino.destination(2))
 
 /** The rule options `honeytrap-ts run` derives from a config, as main.ts does, so the reference gets the same rules. */
-export async function ruleOptionsFor(configPath: string): Promise<RuleOptions> {
+export async function benchRuleOptions(configPath: string): Promise<RuleOptions> {
   const config = loadConfig(configPath)
-  return {
-    queue: config.monitor.queue,
-    queueCount: config.monitor.queues,
-    exclude: await resolveExcludes(config),
-    interface: config.rules.interface,
-    ipv6: config.rules.ipv6,
-    includeLoopback: config.rules.includeLoopback,
-  }
+  return ruleOptionsFor(config, await resolveExcludes(config))
 }
 
 /**
@@ -103,14 +96,14 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
       const config = loadConfig(options.configPath)
       const args = [
         ...['--queue', String(config.monitor.queue), '--queues', String(config.monitor.queues), '--buffer-bytes', String(config.monitor.queueBufferBytes)],
-        ...['--max-listeners', String(config.listeners.maxListeners)],
+        ...['--max-listeners', String(config.listeners.maxListeners), '--mark', String(config.rules.mark)],
       ]
       const reference = await withProfilerEnv(options.cpuProfileDir, () => startBenchProcess(pair, 'reference-monitor.js', { args }))
       pid = reference.pid
       stopProcess = () => reference.stop('SIGTERM')
       try {
         // Installed after the queue is bound, like the sensor does, so no SYN ever meets an unbound queue.
-        await installRules(await ruleOptionsFor(options.configPath), { log: rulesLog, netns: pair.sensorNs })
+        await installRules(await benchRuleOptions(options.configPath), { log: rulesLog, netns: pair.sensorNs })
       } catch (err) {
         await reference.stop('SIGKILL')
         throw err
@@ -126,9 +119,13 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
       pid,
       dbPath,
       async rules(): Promise<string> {
-        const v4 = await pair.exec(pair.sensorNs, 'iptables', ['-w', '10', '-S'])
-        const v6 = await pair.exec(pair.sensorNs, 'ip6tables', ['-w', '10', '-S']).catch(() => '(ip6tables unavailable)\n')
-        return `${v4}${v6}`
+        const listings: string[] = []
+        for (const bin of ['iptables', 'ip6tables']) {
+          for (const table of ['mangle', 'filter']) {
+            listings.push(await pair.exec(pair.sensorNs, bin, ['-w', '10', '-t', table, '-S']).catch(() => `(${bin} -t ${table} unavailable)\n`))
+          }
+        }
+        return listings.join('')
       },
       async stop(): Promise<void> {
         active.delete(system)

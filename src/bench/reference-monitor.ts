@@ -17,7 +17,7 @@ import { parsePacket } from '../monitor/ip-packet.js'
  * past it the oldest listener is closed). Without a bound, a scan of every port needs 65,535 descriptors, more than
  * a hard RLIMIT_NOFILE of 20,000 allows, and then the reference would answer scans with resets, not faster.
  *
- * Started by the benchmark as `node reference-monitor.js [--queue N] [--queues N] [--buffer-bytes N]`, it reports readiness with
+ * Started by the benchmark as `node reference-monitor.js [--queue N] [--queues N] [--buffer-bytes N] [--mark N]`, it reports readiness with
  * one line on descriptor 3, like `honeytrap-ts run --ready-fd 3`. With `--plain-port P` it opens no queue and only
  * listens on P: the generator check, which tells how fast the load generator can go against the cheapest server.
  *
@@ -32,6 +32,7 @@ export const REFERENCE_REPLY = Buffer.from('HTTP/1.0 200 OK\r\nContent-Length: 0
 const BACKLOG = 511
 const DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_LISTENERS = 4_096
+const DEFAULT_MARK = 0x0040_0000
 const READY_FD = 3
 
 /**
@@ -60,16 +61,18 @@ function bind(family: 4 | 6, port: number, done: () => void): Server {
 }
 
 /** Runs the reference monitor on NFQUEUE `queue` until the process is signalled. */
-function runReference(options: { readonly queue: number; readonly queues: number; readonly bufferBytes: number; readonly maxListeners: number }): void {
+function runReference(options: { readonly queue: number; readonly queues: number; readonly bufferBytes: number; readonly maxListeners: number; readonly mark: number }): void {
   const require = createRequire(import.meta.url)
   const addon = require('nfqueue') as typeof Nfqueue
   const accept = addon.NF_ACCEPT
   // Keyed by family * 65536 + port. Map order is bind order, so the first key is the oldest listener.
   const bound = new Map<number, Server>()
   const binding = new Map<number, Nfqueue.NFQueuePacket[]>() // packets held until their port's bind settles
-  const verdict = (packet: Nfqueue.NFQueuePacket): void => {
+  // Marked when its port is bound here, as the sensor marks what it serves: the filter rule accepts it ahead of the host's.
+  const verdict = (packet: Nfqueue.NFQueuePacket, served = false): void => {
     try {
-      packet.setVerdict(accept)
+      if (served) packet.setVerdict(accept, (packet.info.nfmark | options.mark) >>> 0)
+      else packet.setVerdict(accept)
     } catch {
       // Nothing to do: the kernel drops the packet after its queue timeout. Never throw into the addon.
     }
@@ -81,7 +84,8 @@ function runReference(options: { readonly queue: number; readonly queues: number
       if (!parsed.ok || parsed.attempt.protocol !== 'tcp') return verdict(packet)
       const { family, dstPort } = parsed.attempt
       const key = family * 65_536 + dstPort
-      if (bound.has(key)) return verdict(packet)
+      const server = bound.get(key)
+      if (server !== undefined) return verdict(packet, server.listening)
       const held = binding.get(key)
       if (held !== undefined) {
         held.push(packet)
@@ -96,11 +100,11 @@ function runReference(options: { readonly queue: number; readonly queues: number
         }
       }
       binding.set(key, [packet])
-      const server = bind(family, dstPort, () => {
+      const listener = bind(family, dstPort, () => {
         const packets = binding.get(key) ?? []
         binding.delete(key)
-        bound.set(key, server) // a failed bind too: like the sensor, don't retry it on every SYN
-        for (const p of packets) verdict(p)
+        bound.set(key, listener) // a failed bind too: like the sensor, don't retry it on every SYN
+        for (const p of packets) verdict(p, listener.listening)
       })
     } catch {
       verdict(packet)
@@ -133,6 +137,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       'buffer-bytes': { type: 'string' },
       'max-listeners': { type: 'string' },
       'plain-port': { type: 'string' },
+      mark: { type: 'string' },
     },
   })
   // The addon's poll handle keeps the loop alive and cannot be closed: a signal ends the process outright.
@@ -140,6 +145,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (values['plain-port'] !== undefined) runPlain(Number(values['plain-port']))
   else {
     const bufferBytes = Number(values['buffer-bytes'] ?? DEFAULT_BUFFER_BYTES)
-    runReference({ queue: Number(values.queue), queues: Number(values.queues), bufferBytes, maxListeners: Number(values['max-listeners'] ?? DEFAULT_MAX_LISTENERS) })
+    runReference({ queue: Number(values.queue), queues: Number(values.queues), bufferBytes, maxListeners: Number(values['max-listeners'] ?? DEFAULT_MAX_LISTENERS), mark: Number(values.mark ?? DEFAULT_MARK) })
   }
 }

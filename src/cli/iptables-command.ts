@@ -2,7 +2,7 @@ import pino from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { parsePortSpec, type PortRange } from '../config/port-spec.js'
 import type { Config } from '../config/schema.js'
-import { resolveExcludes } from '../main.js'
+import { resolveExcludes, ruleOptionsFor } from '../main.js'
 import { installRules, removeRules, rulesStatus } from '../rules/iptables-runner.js'
 import { intFlag, parseFlags, usageError } from './usage.js'
 
@@ -34,9 +34,7 @@ export async function runIptablesCommand(args: readonly string[]): Promise<numbe
   const queue = intFlag('queue', values.queue, 0, 65_535)
   const config: Config = loadConfig(values.config, queue !== undefined ? { queue } : {})
   const options = {
-    queue: config.monitor.queue,
-    queueCount: config.monitor.queues,
-    exclude: [...(await resolveExcludes(config)), ...excludeFlag(values.exclude ?? [])],
+    ...ruleOptionsFor(config, [...(await resolveExcludes(config)), ...excludeFlag(values.exclude ?? [])]),
     interface: values.interface ?? config.rules.interface,
     ipv6: values['no-ipv6'] === true ? false : config.rules.ipv6,
     includeLoopback: values['include-loopback'] === true || config.rules.includeLoopback,
@@ -50,21 +48,26 @@ export async function runIptablesCommand(args: readonly string[]): Promise<numbe
   if (action === 'install') {
     const report = await installRules(options, { log })
     const lines = report.families.map((f) =>
-      f.skipped !== null ? `IPv${f.family}: skipped (${f.skipped})` : `IPv${f.family}: ${f.ruleCount} rules in chain HONEYTRAP${f.addedJump ? ', jump added' : ', jump already present'} [${f.backend.backend}]`,
+      f.skipped !== null
+        ? `IPv${f.family}: skipped (${f.skipped})`
+        : `IPv${f.family}: ${f.tables.map((t) => `${t.ruleCount} rule(s) in ${t.table}/HONEYTRAP${t.addedJump ? ', jump added' : ', jump already present'}`).join('; ')} [${f.backend.backend}]`,
     )
     print(lines.join('\n'), report)
     return 0
   }
   if (action === 'remove') {
     const report = await removeRules({ ipv6: options.ipv6 }, { log })
-    print(report.families.map((f) => `IPv${f.family}: ${f.skipped ?? `${f.removedJumps} jump(s) removed, chain ${f.removedChain ? 'deleted' : 'absent'}`}`).join('\n'), report)
+    const lines = report.families.map(
+      (f) => `IPv${f.family}: ${f.skipped ?? f.tables.map((t) => `${t.table}: ${t.removedJumps} jump(s) removed, chain ${t.removedChain ? 'deleted' : 'absent'}`).join('; ')}`,
+    )
+    print(lines.join('\n'), report)
     return 0
   }
   const status = await rulesStatus(options.queue, { log, expect: options })
   const lines = status.families.map((f) =>
     f.skipped !== null
       ? `IPv${f.family}: skipped (${f.skipped})`
-      : `IPv${f.family}: chain ${f.chainPresent ? 'present' : 'absent'}, ${f.jumps.length} jump(s), rules ${f.rulesAsExpected ? 'as expected' : 'NOT as expected'} [${f.backend.backend}]`,
+      : `IPv${f.family}: ${f.tables.map((t) => `${t.table}: chain ${t.chainPresent ? 'present' : 'absent'}, ${t.jumps.length} jump(s), rules ${t.rulesAsExpected ? 'as expected' : 'NOT as expected'}`).join('; ')} [${f.backend.backend}]`,
   )
   lines.push(`queue ${status.queue.queue}: ${status.queue.bound ? 'bound' : 'not bound'}${status.queue.info ? ` (in queue ${status.queue.info.queueTotal}, dropped ${status.queue.info.dropped + status.queue.info.userDropped})` : ''}`)
   for (const p of status.problems) lines.push(`problem: ${p}`)

@@ -89,6 +89,9 @@ export const ConfigSchema = z.strictObject({
       interface: z.string().regex(/^[A-Za-z0-9_.:+-]{1,15}$/, 'an interface name such as eth0').nullable().default(null),
       ipv6: z.boolean().default(true),
       includeLoopback: z.boolean().default(false), // trap connections over lo too (off: local services stay untouched)
+      // The packet-mark bit(s) the sensor sets on the attempts it serves, so that filter/INPUT accepts them ahead of the
+      // host's own rules; everything else meets those rules. One bit no other tool on the host uses (0x400000: bit 22).
+      mark: z.number().int().min(1).max(0xffff_ffff).default(0x0040_0000),
     })
     .prefault({}),
 

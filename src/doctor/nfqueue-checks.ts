@@ -180,7 +180,7 @@ async function rulesCheck(p: Privileges): Promise<Check> {
     // Its errors name the failing iptables command and the fix already (HT_ERR_RULES).
     return { ...base, status: 'warn', summary: 'cannot read the firewall rules', detail: (err as Error).message }
   }
-  const installed = status.families.filter((f) => f.skipped === null && (f.chainPresent || f.jumps.length > 0))
+  const installed = status.families.filter((f) => f.skipped === null && f.tables.some((t) => t.chainPresent || t.jumps.length > 0))
   const notes = status.families.flatMap((f) => [
     ...f.legacyTables.map((t) => `IPv${f.family}: legacy table ${t} is loaded beside nf_tables; its rules apply too`),
     ...f.notes.map((n) => `IPv${f.family}: ${n}`),
@@ -193,8 +193,8 @@ async function rulesCheck(p: Privileges): Promise<Check> {
     if (notes.length === 0) return { ...base, status: 'ok', summary, ...extra }
     return { ...base, status: 'warn', summary, ...extra, fix: 'inspect the other rules: iptables-legacy -S; iptables -S' }
   }
-  const shape = installed.map((f) => `IPv${f.family}: chain ${f.chainPresent ? 'present' : 'absent'}, ${f.jumps.length} jump(s) from INPUT`)
-  const broken = installed.some((f) => !f.chainPresent || f.jumps.length !== 1)
+  const shape = installed.map((f) => `IPv${f.family}: ${f.tables.map((t) => `${t.table} chain ${t.chainPresent ? 'present' : 'absent'}, ${t.jumps.length} jump(s) from INPUT`).join(', ')}`)
+  const broken = installed.some((f) => f.tables.some((t) => !t.chainPresent || t.jumps.length !== 1))
   const bound = status.queue.bound
   const summary = `the HONEYTRAP rules are installed (${shape.join('; ')})${bound ? ', queue 0 is bound' : ''}`
   if (!broken && notes.length === 0) return { ...base, status: 'ok', summary, ...extra }

@@ -3,13 +3,17 @@ import type { Logger } from 'pino'
 import type * as Nfqueue from 'nfqueue'
 import { HoneytrapError } from '../core/errors.js'
 import { parsePacket } from './ip-packet.js'
-import type { AttemptHandler, MonitorStats, PacketSource } from './packet-source.js'
+import type { AttemptHandler, ConnectionAttempt, MonitorStats, PacketSource } from './packet-source.js'
 
 export interface NfqueueSourceOptions {
   readonly queue: number // the first queue
   readonly queues: number // queue .. queue + queues - 1, each through its own netlink socket
   readonly bufferBytes: number
   readonly maxHoldMs: number
+  /** The mark bits (rules.mark) set on an attempt the sensor serves: the filter table's rule accepts those only. */
+  readonly mark: number
+  /** Whether the sensor serves the attempt's port now (a listener of its own is bound there), asked at the verdict. */
+  readonly serves: (attempt: ConnectionAttempt) => boolean
   readonly log: Logger
 }
 
@@ -25,8 +29,10 @@ export function loadNfqueueAddon(): NfqueueModule {
 /**
  * Connection attempts from an iptables NFQUEUE rule. Every packet gets a verdict, and it is always ACCEPT: a packet
  * the sensor cannot parse or decide on goes through untouched, and one held for a bind goes through when the bind
- * settles or after `maxHoldMs`, whichever is first. The addon cannot take an exception from its callback, so nothing
- * thrown here may escape.
+ * settles or after `maxHoldMs`, whichever is first. The queue rules live in the mangle table, so ACCEPT there only
+ * hands the packet on to the host's filter rules; an attempt on a port the sensor serves also gets the mark that the
+ * sensor's filter rule accepts ahead of them (docs/iptables.md). The addon cannot take an exception from its
+ * callback, so nothing thrown here may escape.
  */
 export class NfqueueSource implements PacketSource {
   readonly name = 'nfqueue'
@@ -84,23 +90,23 @@ export class NfqueueSource implements PacketSource {
       if (!parsed.ok) {
         this.#stats.unparsable++
         if (this.#log.isLevelEnabled('trace')) this.#log.trace({ reason: parsed.reason, len: packet.payload.length }, 'packet not parsed')
-        this.#verdict(packet)
+        this.#verdict(packet, null)
         return
       }
       this.#stats.attempts++
       const pending = handler === null ? undefined : handler(parsed.attempt)
       if (pending === undefined) {
-        this.#verdict(packet)
+        this.#verdict(packet, parsed.attempt)
         return
       }
-      this.#hold(packet, pending)
+      this.#hold(packet, parsed.attempt, pending)
     } catch (err) {
       this.#log.warn({ err }, 'packet handling failed, accepting')
-      this.#verdict(packet)
+      this.#verdict(packet, null)
     }
   }
 
-  #hold(packet: Nfqueue.NFQueuePacket, pending: Promise<void>): void {
+  #hold(packet: Nfqueue.NFQueuePacket, attempt: ConnectionAttempt, pending: Promise<void>): void {
     this.#stats.held++
     let released = false
     const release = (): void => {
@@ -109,16 +115,25 @@ export class NfqueueSource implements PacketSource {
       clearTimeout(timer)
       this.#holds.delete(release)
       this.#stats.held--
-      this.#verdict(packet)
+      this.#verdict(packet, attempt)
     }
     const timer = setTimeout(release, this.#o.maxHoldMs)
     this.#holds.add(release)
     pending.then(release, release)
   }
 
-  #verdict(packet: Nfqueue.NFQueuePacket): void {
+  #verdict(packet: Nfqueue.NFQueuePacket, attempt: ConnectionAttempt | null): void {
     try {
-      packet.setVerdict(this.#accept)
+      // Stopping (handler gone): the sensor serves nothing more, so nothing more skips the host's rules.
+      let served = false
+      try {
+        served = attempt !== null && this.#handler !== null && this.#o.serves(attempt)
+      } catch (err) {
+        this.#log.warn({ err }, 'serve check failed, leaving the packet to the host rules')
+      }
+      // The mark replaces the packet's: keep its other bits (policy routing, other tools) and add ours.
+      if (served) packet.setVerdict(this.#accept, (packet.info.nfmark | this.#o.mark) >>> 0)
+      else packet.setVerdict(this.#accept)
     } catch (err) {
       this.#stats.verdictErrors++
       this.#log.warn({ err }, 'verdict failed')

@@ -1,10 +1,10 @@
 import { HoneytrapError } from '../core/errors.js'
 import { parseIptablesVersion, parseRuleListing, ruleTarget, type IptablesVersion, type RuleListing } from './iptables-listing.js'
-import { buildQueueRules, buildRuleSet, HONEYTRAP_CHAIN, iptablesBinary, type RuleOptions } from './iptables-rules.js'
+import { buildAcceptSet, buildQueueRules, buildQueueSet, HONEYTRAP_CHAIN, iptablesBinary, QUEUE_TABLE, type RuleOptions, type RulesTable } from './iptables-rules.js'
 import { readProcText, runCommand, XTABLES_LOCK_WAIT_S, type CommandResult, type ExecOptions } from './rules-exec.js'
 
 /**
- * One family's iptables binary with the conventions every command shares: the xtables lock wait, the filter table,
+ * One table of one family's iptables with the conventions every command shares: the xtables lock wait, `-t TABLE`,
  * and errors that name the exact command and quote iptables' stderr. The runner decides what to run; this class
  * decides how.
  */
@@ -19,18 +19,20 @@ const IPV6_UNSUPPORTED = /Address family not supported|can't initialize ip6table
 
 export class FamilyTables {
   readonly family: 4 | 6
+  readonly table: RulesTable
   readonly binary: 'iptables' | 'ip6tables'
   readonly #exec: ExecOptions
 
-  constructor(family: 4 | 6, exec: ExecOptions) {
+  constructor(family: 4 | 6, table: RulesTable, exec: ExecOptions) {
     this.family = family
+    this.table = table
     this.binary = iptablesBinary(family)
     this.#exec = exec
   }
 
-  /** Runs one command with `-w`, whatever its exit code. */
+  /** Runs one command on this table with `-w`, whatever its exit code. */
   async run(args: readonly string[]): Promise<CommandResult> {
-    return runCommand(this.binary, ['-w', String(XTABLES_LOCK_WAIT_S), ...args], this.#exec)
+    return runCommand(this.binary, ['-w', String(XTABLES_LOCK_WAIT_S), '-t', this.table, ...args], this.#exec)
   }
 
   /** Runs one command and throws HT_ERR_RULES naming it when it fails. */
@@ -50,12 +52,12 @@ export class FamilyTables {
 
   /** `-V`: which backend this binary drives; a failure reads as unknown rather than aborting a status report. */
   async version(): Promise<IptablesVersion> {
-    const result = await this.run(['-V'])
+    const result = await runCommand(this.binary, ['-V'], this.#exec)
     return parseIptablesVersion(`${result.stdout}\n${result.stderr}`)
   }
 
   /**
-   * Lists the whole filter table (`-S`) in one call, so chain presence never depends on the wording of an error, or
+   * Lists the whole table (`-S`) in one call, so chain presence never depends on the wording of an error, or
    * says why IPv6 cannot be managed: ip6tables missing, IPv6 absent from the kernel, or (when `skipDisabled`, for
    * install) disabled by sysctl, where rules would be dead weight. A missing iptables is an error, not a skip.
    */
@@ -67,7 +69,7 @@ export class FamilyTables {
         return { listing: null, skipped: 'IPv6 is disabled (net.ipv6.conf.all.disable_ipv6 = 1)' }
       }
     }
-    const result = await this.run(['-t', 'filter', '-S'])
+    const result = await this.run(['-S'])
     // iptables-nft's "# Warning" lines come on one stream or the other depending on the version; the parser keeps
     // only `#` lines from the stderr text.
     if (result.exitCode === 0) return { listing: parseRuleListing(`${result.stdout}\n${result.stderr}`), skipped: null }
@@ -83,22 +85,27 @@ export class FamilyTables {
   /**
    * Whether the chain holds exactly the expected rules: same count, same targets in the same order, and each rule
    * confirmed by `-C`, which compares what the kernel holds whatever the backend prints. Without options (`status`
-   * from the CLI knows only the queue) it checks the shape: RETURNs, then the two queue rules for `queue`.
+   * from the CLI knows only the queue) it checks the shape: in the queue table RETURNs, then the two queue rules for
+   * `queue`; in the other, one ACCEPT by mark, whichever mark.
    */
   async chainMatches(listing: RuleListing, expect: { readonly queue: number; readonly options: RuleOptions | null }): Promise<boolean> {
     if (!listing.chains.includes(HONEYTRAP_CHAIN)) return false
     const actual = listing.rules.get(HONEYTRAP_CHAIN) ?? []
     let toCheck: readonly (readonly string[])[]
     if (expect.options !== null) {
-      const expected = buildRuleSet(expect.options, this.family).rules
+      const expected = (this.table === QUEUE_TABLE ? buildQueueSet(expect.options, this.family) : buildAcceptSet(expect.options, this.family)).rules
       if (actual.length !== expected.length) return false
       if (!expected.every((rule, i) => ruleTarget(rule) === ruleTarget(actual[i] ?? []))) return false
       toCheck = expected
-    } else {
+    } else if (this.table === QUEUE_TABLE) {
       toCheck = buildQueueRules(expect.queue)
       const split = actual.length - toCheck.length
       if (split < 0) return false
       if (!actual.every((rule, i) => ruleTarget(rule) === (i < split ? 'RETURN' : 'NFQUEUE'))) return false
+    } else {
+      const only = actual[0]
+      if (actual.length !== 1 || only === undefined || ruleTarget(only) !== 'ACCEPT' || !only.includes('--mark')) return false
+      toCheck = []
     }
     for (const rule of toCheck) if (!(await this.check(HONEYTRAP_CHAIN, rule))) return false
     return true

@@ -2,11 +2,29 @@ import type { Protocol } from '../attack/attack.js'
 import type { PortRange } from '../config/port-spec.js'
 import { HoneytrapError } from '../core/errors.js'
 
-/** The chain that holds every rule the sensor owns; INPUT only jumps to it, so removal never touches other rules. */
+/** The chain that holds every rule the sensor owns in a table; INPUT only jumps to it, so removal never touches other rules. */
 export const HONEYTRAP_CHAIN = 'HONEYTRAP'
 
-/** The built-in chain the jump lives in: the sensor serves connections to this host, never forwarded traffic. */
+/** The built-in chain the jumps live in: the sensor serves connections to this host, never forwarded traffic. */
 export const PARENT_CHAIN = 'INPUT'
+
+/** The two tables the sensor's rules live in, one chain each. */
+export type RulesTable = 'mangle' | 'filter'
+
+/**
+ * Where the queue rules live. mangle/INPUT runs before filter/INPUT, and a packet accepted in one table (by the sensor's
+ * verdict, or by --queue-bypass while no sensor runs) still meets every other table: the host's own filter rules keep
+ * applying to whatever the sensor does not serve. In filter/INPUT, that accept would end the traversal there and skip
+ * every host rule below the jump, ufw's included.
+ */
+export const QUEUE_TABLE: RulesTable = 'mangle'
+
+/**
+ * Where the one ACCEPT for the packets the sensor serves lives: filter/INPUT, ahead of the host's rules, matched by the
+ * mark the sensor's verdict sets. Only a port the sensor bound gets it; a real service's, an ignored or excluded port's
+ * and every packet while no sensor runs go through the host's rules as if the sensor were not there.
+ */
+export const ACCEPT_TABLE: RulesTable = 'filter'
 
 /** What the operator chose; the CLI and the sensor's config map onto this. */
 export interface RuleOptions {
@@ -16,11 +34,13 @@ export interface RuleOptions {
   readonly interface: string | null // null: every interface; otherwise only packets arriving on this one
   readonly ipv6: boolean // also manage ip6tables
   readonly includeLoopback: boolean // queue traffic on lo too (demos and tests); off by default so local tools are untouched
+  readonly mark: number // the mark bits the sensor sets on attempts it serves; the filter rule accepts those only
 }
 
 /** Everything one family needs, as argument arrays: no shell, no quoting. */
 export interface RuleSet {
   readonly family: 4 | 6
+  readonly table: RulesTable
   readonly chain: string
   readonly parent: string
   /** The jump's arguments after the parent chain name, e.g. `['-i', 'eth0', '-j', 'HONEYTRAP']`. */
@@ -34,11 +54,31 @@ export interface RuleSet {
 const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}\+?$/
 
 /**
- * Builds the ordered rule arguments for one family. Pure and deterministic: the same options always give the same
- * rules, which is what lets `install` converge and `status` compare. Throws HT_ERR_CONFIG_INVALID on an option no
- * iptables would accept, so a typo fails before any rule is touched.
+ * Both of a family's rule sets, in the order install applies them: the ACCEPT for served attempts first, so that it is
+ * in place before any packet is queued and marked; remove goes the other way. Pure and deterministic: the same options
+ * always give the same rules, which is what lets `install` converge and `status` compare. Throws
+ * HT_ERR_CONFIG_INVALID on an option no iptables would accept, so a typo fails before any rule is touched.
  */
-export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
+export function buildRuleSets(opts: RuleOptions, family: 4 | 6): readonly [RuleSet, RuleSet] {
+  return [buildAcceptSet(opts, family), buildQueueSet(opts, family)]
+}
+
+/** The filter table's chain: one rule, ACCEPT for packets that carry the sensor's mark. */
+export function buildAcceptSet(opts: Pick<RuleOptions, 'mark'>, family: 4 | 6): RuleSet {
+  return { family, table: ACCEPT_TABLE, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump: ['-j', HONEYTRAP_CHAIN], rules: [buildAcceptRule(opts.mark)] }
+}
+
+/** `-m mark --mark 0x400000/0x400000 -j ACCEPT`: the mark bits must all be set, whatever the packet's other bits. */
+export function buildAcceptRule(mark: number): string[] {
+  if (!Number.isInteger(mark) || mark < 1 || mark > 0xffff_ffff) {
+    throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `rules.mark ${String(mark)} is not an integer from 1 to 0xffffffff (one bit, e.g. 0x400000, is best)`)
+  }
+  const hex = `0x${mark.toString(16)}`
+  return ['-m', 'mark', '--mark', `${hex}/${hex}`, '-j', 'ACCEPT']
+}
+
+/** The mangle table's chain: loopback and excluded ports returned, then the two queue rules. */
+export function buildQueueSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   if (!Number.isInteger(opts.queue) || opts.queue < 0 || opts.queue > 65_535) {
     throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `queue number ${String(opts.queue)} is not an integer from 0 to 65535`)
   }
@@ -57,7 +97,8 @@ export function buildRuleSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   if (!opts.includeLoopback && opts.interface === null) rules.push(['-i', 'lo', '-j', 'RETURN'])
   rules.push(...buildExcludeRules(opts.exclude))
   rules.push(...buildQueueRules(opts.queue, opts.queueCount))
-  return { family, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump, rules }
+  buildAcceptRule(opts.mark) // validates the mark even when only this set is wanted
+  return { family, table: QUEUE_TABLE, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump, rules }
 }
 
 /**
@@ -108,11 +149,11 @@ export function iptablesBinary(family: 4 | 6): 'iptables' | 'ip6tables' {
  * always there because install rebuilds the chain's contents on every run.
  */
 export function formatRuleSet(set: RuleSet): string[] {
-  const bin = iptablesBinary(set.family)
+  const bin = `${iptablesBinary(set.family)} -w -t ${set.table}`
   return [
-    `${bin} -w -N ${set.chain}   # only when missing`,
-    `${bin} -w -F ${set.chain}`,
-    ...set.rules.map((rule) => `${bin} -w -A ${set.chain} ${rule.join(' ')}`),
-    `${bin} -w -I ${set.parent} 1 ${set.jump.join(' ')}   # only when missing`,
+    `${bin} -N ${set.chain}   # only when missing`,
+    `${bin} -F ${set.chain}`,
+    ...set.rules.map((rule) => `${bin} -A ${set.chain} ${rule.join(' ')}`),
+    `${bin} -I ${set.parent} 1 ${set.jump.join(' ')}   # only when missing`,
   ]
 }

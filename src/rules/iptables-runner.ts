@@ -2,12 +2,13 @@ import type { Logger } from 'pino'
 
 import { FamilyTables } from './family-tables.js'
 import { formatRuleArgs, ruleTarget, type IptablesVersion, type RuleListing } from './iptables-listing.js'
-import { buildRuleSet, HONEYTRAP_CHAIN, PARENT_CHAIN, type RuleOptions } from './iptables-rules.js'
+import { ACCEPT_TABLE, buildRuleSets, HONEYTRAP_CHAIN, PARENT_CHAIN, QUEUE_TABLE, type RuleOptions, type RuleSet, type RulesTable } from './iptables-rules.js'
 import { findQueue, loadNfnetlinkQueue, type QueueInfo } from './nfqueue-status.js'
 import { assertFirewallPrivilege, readProcText } from './rules-exec.js'
 
 /**
- * install / remove / status of the HONEYTRAP chain and its jump, for IPv4 and (when asked and possible) IPv6. Every
+ * install / remove / status of the sensor's two chains (mangle/HONEYTRAP with the queue rules, filter/HONEYTRAP with the
+ * ACCEPT for served attempts) and their jumps from INPUT, for IPv4 and (when asked and possible) IPv6. Every
  * operation re-reads the kernel's state first and is idempotent, so a crash halfway leaves nothing a re-run cannot fix.
  */
 
@@ -17,10 +18,9 @@ export interface RulesDeps {
   readonly netns?: string | undefined
 }
 
-export interface FamilyInstallReport {
-  readonly family: 4 | 6
-  readonly skipped: string | null // why this family was left alone (IPv6 only), or null
-  readonly backend: IptablesVersion
+/** What install did in one table of one family. */
+export interface TableInstallReport {
+  readonly table: RulesTable
   readonly createdChain: boolean // the chain did not exist before: the sensor removes it at exit
   readonly addedJump: boolean // the jump did not exist before: the sensor removes it at exit
   readonly removedJumps: number // stale or duplicate jumps deleted (another --interface, a copy added by hand)
@@ -28,15 +28,27 @@ export interface FamilyInstallReport {
   readonly ruleCount: number
 }
 
+export interface FamilyInstallReport {
+  readonly family: 4 | 6
+  readonly skipped: string | null // why this family was left alone (IPv6 only), or null
+  readonly backend: IptablesVersion
+  readonly tables: readonly TableInstallReport[] // in install order: filter (the ACCEPT), then mangle (the queue)
+}
+
 export interface InstallReport {
   readonly families: readonly FamilyInstallReport[]
+}
+
+export interface TableRemoveReport {
+  readonly table: RulesTable
+  readonly removedJumps: number
+  readonly removedChain: boolean
 }
 
 export interface FamilyRemoveReport {
   readonly family: 4 | 6
   readonly skipped: string | null
-  readonly removedJumps: number
-  readonly removedChain: boolean
+  readonly tables: readonly TableRemoveReport[] // in removal order: mangle (no more queueing), then filter
 }
 
 export interface RemoveReport {
@@ -49,56 +61,70 @@ export interface RemoveOptions extends Pick<RuleOptions, 'ipv6'> {
 }
 
 /**
- * Creates the chain when missing, rebuilds its contents (flush + append) so that other options converge, then makes
- * sure exactly one jump with the wanted interface sits in INPUT, inserted at position 1 when absent. A new chain is
- * filled before its jump exists, so packets never meet it half-built. Throws HT_ERR_NOT_ROOT without privilege and
+ * Per family and table: creates the chain when missing, rebuilds its contents (flush + append) so that other options
+ * converge, then makes sure exactly one jump with the wanted interface sits in INPUT, inserted at position 1 when
+ * absent. A new chain is filled before its jump exists, so packets never meet it half-built; the filter ACCEPT comes
+ * before the queue, so a served attempt is never marked without it. Throws HT_ERR_NOT_ROOT without privilege and
  * HT_ERR_RULES naming the failing command; an unusable IPv6 is skipped with a warning.
  */
 export async function installRules(opts: RuleOptions, deps: RulesDeps): Promise<InstallReport> {
   await assertFirewallPrivilege('installing the iptables rules')
   const log = deps.log.child({ component: 'iptables' })
-  const sets = familiesFor(opts.ipv6).map((family) => buildRuleSet(opts, family)) // a bad option fails before any change
+  const bySet = familiesFor(opts.ipv6).map((family) => ({ family, sets: buildRuleSets(opts, family) })) // a bad option fails before any change
   const families: FamilyInstallReport[] = []
-  for (const set of sets) {
-    const tables = new FamilyTables(set.family, deps)
-    const backend = await tables.version()
-    const probe = await tables.probe({ skipDisabled: true })
-    const base = { family: set.family, backend, jump: set.jump }
-    if (probe.listing === null) {
-      log.warn({ family: set.family, reason: probe.skipped }, 'ipv6 rules skipped')
-      families.push({ ...base, skipped: probe.skipped, createdChain: false, addedJump: false, removedJumps: 0, ruleCount: 0 })
+  for (const { family, sets } of bySet) {
+    let backend: IptablesVersion | null = null
+    const tables: TableInstallReport[] = []
+    let skipped: string | null = null
+    for (const set of sets) {
+      const runner = new FamilyTables(family, set.table, deps)
+      backend ??= await runner.version()
+      const probe = await runner.probe({ skipDisabled: true })
+      if (probe.listing === null) {
+        skipped = probe.skipped
+        break
+      }
+      tables.push(await installSet(runner, probe.listing, set))
+    }
+    if (skipped !== null) {
+      // Only IPv6 is ever skipped, and that happens at its first table, before anything of it was changed.
+      log.warn({ family, reason: skipped }, 'ipv6 rules skipped')
+      families.push({ family, skipped, backend: backend ?? { version: '', backend: 'unknown' }, tables: [] })
       continue
     }
-    const createdChain = !probe.listing.chains.includes(set.chain)
-    if (createdChain) await tables.must(['-N', set.chain])
-    await tables.must(['-F', set.chain])
-    for (const rule of set.rules) await tables.must(['-A', set.chain, ...rule])
-
-    // Stale and duplicate jumps go before the -C, so a listing whose wording differs from ours costs a re-insert,
-    // never a missing jump.
-    let removedJumps = 0
-    let keptOne = false
-    for (const rule of jumpsIn(probe.listing, PARENT_CHAIN)) {
-      if (!keptOne && sameArgs(rule, set.jump)) {
-        keptOne = true
-      } else {
-        await tables.must(['-D', PARENT_CHAIN, ...rule])
-        removedJumps++
-      }
-    }
-    const addedJump = !(await tables.check(PARENT_CHAIN, set.jump))
-    if (addedJump) await tables.must(['-I', PARENT_CHAIN, '1', ...set.jump])
-    const report = { ...base, skipped: null, createdChain, addedJump, removedJumps, ruleCount: set.rules.length }
-    log.info({ ...report, backend: backend.backend, jump: formatRuleArgs(set.jump) }, 'iptables rules installed')
+    const report = { family, skipped: null, backend: backend ?? { version: '', backend: 'unknown' as const }, tables }
+    log.info({ family, backend: report.backend.backend, tables: tables.map((t) => ({ ...t, jump: formatRuleArgs(t.jump) })) }, 'iptables rules installed')
     families.push(report)
   }
   return { families }
 }
 
+async function installSet(runner: FamilyTables, listing: RuleListing, set: RuleSet): Promise<TableInstallReport> {
+  const createdChain = !listing.chains.includes(set.chain)
+  if (createdChain) await runner.must(['-N', set.chain])
+  await runner.must(['-F', set.chain])
+  for (const rule of set.rules) await runner.must(['-A', set.chain, ...rule])
+  // Stale and duplicate jumps go before the -C, so a listing whose wording differs from ours costs a re-insert,
+  // never a missing jump.
+  let removedJumps = 0
+  let keptOne = false
+  for (const rule of jumpsIn(listing, PARENT_CHAIN)) {
+    if (!keptOne && sameArgs(rule, set.jump)) {
+      keptOne = true
+    } else {
+      await runner.must(['-D', PARENT_CHAIN, ...rule])
+      removedJumps++
+    }
+  }
+  const addedJump = !(await runner.check(PARENT_CHAIN, set.jump))
+  if (addedJump) await runner.must(['-I', PARENT_CHAIN, '1', ...set.jump])
+  return { table: set.table, createdChain, addedJump, removedJumps, jump: set.jump, ruleCount: set.rules.length }
+}
+
 /**
- * Deletes every jump to the chain (from any chain: copies added by hand count too), then flushes and deletes the
- * chain. Absent rules are not an error, so it can run any number of times. With `only`, undoes just what that
- * install added: the one jump it inserted, and the chain only if it created it.
+ * Per family, mangle first: deletes every jump to the chain (from any chain: copies added by hand count too), then
+ * flushes and deletes the chain. Absent rules are not an error, so it can run any number of times. With `only`,
+ * undoes just what that install added: the jumps it inserted, and the chains only if it created them.
  */
 export async function removeRules(opts: RemoveOptions, deps: RulesDeps): Promise<RemoveReport> {
   await assertFirewallPrivilege('removing the iptables rules')
@@ -106,51 +132,72 @@ export async function removeRules(opts: RemoveOptions, deps: RulesDeps): Promise
   const families: FamilyRemoveReport[] = []
   for (const family of familiesFor(opts.ipv6)) {
     const added = opts.only?.families.find((f) => f.family === family)
-    const addedNothing = added === undefined || added.skipped !== null || (!added.addedJump && !added.createdChain)
+    const addedNothing = added === undefined || added.skipped !== null || added.tables.every((t) => !t.addedJump && !t.createdChain)
     if (opts.only !== undefined && addedNothing) {
-      families.push({ family, skipped: 'not added by this install', removedJumps: 0, removedChain: false })
+      families.push({ family, skipped: 'not added by this install', tables: [] })
       continue
     }
-    const tables = new FamilyTables(family, deps)
-    const probe = await tables.probe({ skipDisabled: false })
-    if (probe.listing === null) {
-      log.warn({ family, reason: probe.skipped }, 'ipv6 rules skipped')
-      families.push({ family, skipped: probe.skipped, removedJumps: 0, removedChain: false })
-      continue
-    }
-    const chainPresent = probe.listing.chains.includes(HONEYTRAP_CHAIN)
-    const removedChain = chainPresent && (added === undefined || added.createdChain)
-    let removedJumps = 0
-    if (removedChain) {
-      // The chain cannot be deleted while anything still jumps to it, wherever the jump lives.
-      for (const chain of probe.listing.rules.keys()) {
-        if (chain === HONEYTRAP_CHAIN) continue
-        for (const rule of jumpsIn(probe.listing, chain)) {
-          await tables.must(['-D', chain, ...rule])
-          removedJumps++
-        }
+    const tables: TableRemoveReport[] = []
+    let skipped: string | null = null
+    for (const table of [QUEUE_TABLE, ACCEPT_TABLE]) {
+      const runner = new FamilyTables(family, table, deps)
+      const probe = await runner.probe({ skipDisabled: false })
+      if (probe.listing === null) {
+        skipped = probe.skipped
+        break
       }
-      await tables.must(['-F', HONEYTRAP_CHAIN])
-      await tables.must(['-X', HONEYTRAP_CHAIN])
-    } else if (added?.addedJump === true && chainPresent && (await tables.check(PARENT_CHAIN, added.jump))) {
-      await tables.must(['-D', PARENT_CHAIN, ...added.jump])
-      removedJumps++
+      const addedHere = added?.tables.find((t) => t.table === table)
+      if (opts.only !== undefined && addedHere === undefined) continue
+      tables.push(await removeFrom(runner, probe.listing, addedHere))
     }
-    log.info({ family, removedJumps, removedChain }, 'iptables rules removed')
-    families.push({ family, skipped: null, removedJumps, removedChain })
+    if (skipped !== null) {
+      log.warn({ family, reason: skipped }, 'ipv6 rules skipped')
+      families.push({ family, skipped, tables: [] })
+      continue
+    }
+    log.info({ family, tables }, 'iptables rules removed')
+    families.push({ family, skipped: null, tables })
   }
   return { families }
+}
+
+async function removeFrom(runner: FamilyTables, listing: RuleListing, added: TableInstallReport | undefined): Promise<TableRemoveReport> {
+  const chainPresent = listing.chains.includes(HONEYTRAP_CHAIN)
+  const removedChain = chainPresent && (added === undefined || added.createdChain)
+  let removedJumps = 0
+  if (removedChain) {
+    // The chain cannot be deleted while anything still jumps to it, wherever the jump lives.
+    for (const chain of listing.rules.keys()) {
+      if (chain === HONEYTRAP_CHAIN) continue
+      for (const rule of jumpsIn(listing, chain)) {
+        await runner.must(['-D', chain, ...rule])
+        removedJumps++
+      }
+    }
+    await runner.must(['-F', HONEYTRAP_CHAIN])
+    await runner.must(['-X', HONEYTRAP_CHAIN])
+  } else if (added?.addedJump === true && chainPresent && (await runner.check(PARENT_CHAIN, added.jump))) {
+    await runner.must(['-D', PARENT_CHAIN, ...added.jump])
+    removedJumps++
+  }
+  return { table: runner.table, removedJumps, removedChain }
+}
+
+/** One table's chain and jumps, as the kernel holds them. */
+export interface TableStatus {
+  readonly table: RulesTable
+  readonly chainPresent: boolean
+  readonly jumps: readonly string[] // every INPUT rule jumping to the chain, as iptables prints it
+  readonly jumpPosition: number | null // 1-based position of the first jump in INPUT; rules above it see packets first
+  readonly rules: readonly string[] // the chain's rules, as iptables prints them
+  readonly rulesAsExpected: boolean
 }
 
 export interface FamilyStatus {
   readonly family: 4 | 6
   readonly skipped: string | null // IPv6 unusable here: nothing else below is meaningful
   readonly backend: IptablesVersion
-  readonly chainPresent: boolean
-  readonly jumps: readonly string[] // every INPUT rule jumping to the chain, as iptables prints it
-  readonly jumpPosition: number | null // 1-based position of the first jump in INPUT; rules above it see packets first
-  readonly rules: readonly string[] // the chain's rules, as iptables prints them
-  readonly rulesAsExpected: boolean
+  readonly tables: readonly TableStatus[] // mangle (the queue), then filter (the ACCEPT of served attempts)
   readonly legacyTables: readonly string[] // legacy x_tables loaded beside nf_tables: their rules apply too, unseen
   readonly notes: readonly string[] // iptables' own warnings about rules it cannot show (nft-only chains, legacy)
 }
@@ -175,7 +222,7 @@ export interface StatusOptions extends RulesDeps {
 }
 
 /**
- * A self-check: for each family, whether the chain and a single jump exist and the chain holds the expected rules;
+ * A self-check: for each family and table, whether the chain and a single jump exist and the chain holds the expected rules;
  * for the queue, whether a program is bound and what the kernel's counters say. Reads only, never changes a rule.
  */
 export async function rulesStatus(queue: number, deps: StatusOptions): Promise<RulesStatus> {
@@ -184,7 +231,7 @@ export async function rulesStatus(queue: number, deps: StatusOptions): Promise<R
   const families: FamilyStatus[] = []
   const problems: string[] = []
   for (const family of [4, 6] as const) {
-    const status = await familyStatus(new FamilyTables(family, deps), { queue, expect, deps })
+    const status = await familyStatus(family, { queue, expect, deps })
     families.push(status)
     if (family === 4 || expect?.ipv6 !== false) problems.push(...familyProblems(status, expect))
   }
@@ -215,31 +262,30 @@ export async function rulesStatus(queue: number, deps: StatusOptions): Promise<R
 }
 
 async function familyStatus(
-  tables: FamilyTables,
+  family: 4 | 6,
   ctx: { readonly queue: number; readonly expect: RuleOptions | null; readonly deps: RulesDeps },
 ): Promise<FamilyStatus> {
-  const backend = await tables.version()
-  const probe = await tables.probe({ skipDisabled: false })
-  const legacyTables = backend.backend === 'nf_tables' ? await loadLegacyTables(tables.family, ctx.deps) : []
-  const family = tables.family
-  if (probe.listing === null) {
-    const rest = { chainPresent: false, jumps: [], jumpPosition: null, rules: [], rulesAsExpected: false, notes: [] }
-    return { family, skipped: probe.skipped, backend, legacyTables, ...rest }
+  const backend = await new FamilyTables(family, QUEUE_TABLE, ctx.deps).version()
+  const legacyTables = backend.backend === 'nf_tables' ? await loadLegacyTables(family, ctx.deps) : []
+  const tables: TableStatus[] = []
+  const notes = new Set<string>()
+  for (const table of [QUEUE_TABLE, ACCEPT_TABLE]) {
+    const runner = new FamilyTables(family, table, ctx.deps)
+    const probe = await runner.probe({ skipDisabled: false })
+    if (probe.listing === null) return { family, skipped: probe.skipped, backend, legacyTables, tables: [], notes: [] }
+    const listing = probe.listing
+    for (const note of listing.notes) notes.add(note)
+    const firstJump = (listing.rules.get(PARENT_CHAIN) ?? []).findIndex((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
+    tables.push({
+      table,
+      chainPresent: listing.chains.includes(HONEYTRAP_CHAIN),
+      jumps: jumpsIn(listing, PARENT_CHAIN).map(formatRuleArgs),
+      jumpPosition: firstJump === -1 ? null : firstJump + 1,
+      rules: (listing.rules.get(HONEYTRAP_CHAIN) ?? []).map(formatRuleArgs),
+      rulesAsExpected: await runner.chainMatches(listing, { queue: ctx.queue, options: ctx.expect }),
+    })
   }
-  const listing = probe.listing
-  const firstJump = (listing.rules.get(PARENT_CHAIN) ?? []).findIndex((rule) => ruleTarget(rule) === HONEYTRAP_CHAIN)
-  return {
-    family,
-    skipped: null,
-    backend,
-    chainPresent: listing.chains.includes(HONEYTRAP_CHAIN),
-    jumps: jumpsIn(listing, PARENT_CHAIN).map(formatRuleArgs),
-    jumpPosition: firstJump === -1 ? null : firstJump + 1,
-    rules: (listing.rules.get(HONEYTRAP_CHAIN) ?? []).map(formatRuleArgs),
-    rulesAsExpected: await tables.chainMatches(listing, { queue: ctx.queue, options: ctx.expect }),
-    legacyTables,
-    notes: listing.notes,
-  }
+  return { family, skipped: null, backend, tables, legacyTables, notes: [...notes] }
 }
 
 function familyProblems(s: FamilyStatus, expect: RuleOptions | null): string[] {
@@ -247,13 +293,17 @@ function familyProblems(s: FamilyStatus, expect: RuleOptions | null): string[] {
   const bin = s.family === 4 ? 'iptables' : 'ip6tables'
   const fix = '`honeytrap-ts iptables install`'
   const problems: string[] = []
-  if (!s.chainPresent) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} is missing; run ${fix}`)
-  else if (!s.rulesAsExpected) problems.push(`${bin}: chain ${HONEYTRAP_CHAIN} does not hold the expected rules; ${fix} rebuilds it`)
-  if (s.jumps.length === 0) problems.push(`${bin}: nothing in ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN}, so no packet reaches it`)
-  if (s.jumps.length > 1) problems.push(`${bin}: ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN} ${s.jumps.length} times; ${fix} keeps one`)
-  if (expect !== null && s.jumps.length > 0) {
-    const wanted = formatRuleArgs(buildRuleSet(expect, s.family).jump)
-    if (!s.jumps.includes(wanted)) problems.push(`${bin}: the jump is "${s.jumps[0] ?? ''}", expected "${wanted}"`)
+  const wantedSets = expect === null ? null : buildRuleSets(expect, s.family)
+  for (const t of s.tables) {
+    const where = `${bin} -t ${t.table}`
+    if (!t.chainPresent) problems.push(`${where}: chain ${HONEYTRAP_CHAIN} is missing; run ${fix}`)
+    else if (!t.rulesAsExpected) problems.push(`${where}: chain ${HONEYTRAP_CHAIN} does not hold the expected rules; ${fix} rebuilds it`)
+    if (t.jumps.length === 0) problems.push(`${where}: nothing in ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN}, so no packet reaches it`)
+    if (t.jumps.length > 1) problems.push(`${where}: ${PARENT_CHAIN} jumps to ${HONEYTRAP_CHAIN} ${t.jumps.length} times; ${fix} keeps one`)
+    const wanted = wantedSets?.find((set) => set.table === t.table)
+    if (wanted !== undefined && t.jumps.length > 0 && !t.jumps.includes(formatRuleArgs(wanted.jump))) {
+      problems.push(`${where}: the jump is "${t.jumps[0] ?? ''}", expected "${formatRuleArgs(wanted.jump)}"`)
+    }
   }
   if (s.legacyTables.length > 0) {
     problems.push(

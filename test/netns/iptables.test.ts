@@ -28,32 +28,45 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const OPTS: RuleOptions = { queue: QUEUE, queueCount: 1, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false }
+const OPTS: RuleOptions = { queue: QUEUE, queueCount: 1, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false, mark: 0x400000 }
 
 async function inNs(...args: string[]): Promise<string> {
   const { stdout } = await execFileAsync('ip', ['netns', 'exec', NS, ...args])
   return stdout
 }
 
-/** The filter table as iptables-save prints it, minus comments, COMMIT and packet counters. */
-async function saved(family: 4 | 6): Promise<string[]> {
-  const text = await inNs(family === 4 ? 'iptables-save' : 'ip6tables-save')
+/** One table as iptables-save prints it, minus comments, COMMIT and packet counters. */
+async function savedTable(family: 4 | 6, table: 'mangle' | 'filter'): Promise<string[]> {
+  const text = await inNs(family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', table)
   return text
     .split('\n')
     .filter((l) => l !== '' && !l.startsWith('#') && l !== 'COMMIT')
     .map((l) => l.replace(/ \[\d+:\d+\]$/, ''))
 }
 
-function expectedSave(lines: { jump: string; rules: string[]; before?: string[] }): string[] {
+/** The mangle table (the queue rules) then the filter table (the ACCEPT of marked packets). */
+async function saved(family: 4 | 6): Promise<string[]> {
+  return [...(await savedTable(family, 'mangle')), ...(await savedTable(family, 'filter'))]
+}
+
+const MANGLE_HEAD = ['*mangle', ':PREROUTING ACCEPT', ':INPUT ACCEPT', ':FORWARD ACCEPT', ':OUTPUT ACCEPT', ':POSTROUTING ACCEPT']
+const ACCEPT_RULE = '-m mark --mark 0x400000/0x400000 -j ACCEPT'
+
+function expectedSave(lines: { jump: string; rules: string[]; before?: string[]; filterBefore?: string[] }): string[] {
   return [
+    ...MANGLE_HEAD,
+    ':HONEYTRAP -',
+    `-A INPUT ${lines.jump}`,
+    ...(lines.before ?? []),
+    ...lines.rules.map((r) => `-A HONEYTRAP ${r}`),
     '*filter',
     ':INPUT ACCEPT',
     ':FORWARD ACCEPT',
     ':OUTPUT ACCEPT',
     ':HONEYTRAP -',
-    `-A INPUT ${lines.jump}`,
-    ...(lines.before ?? []),
-    ...lines.rules.map((r) => `-A HONEYTRAP ${r}`),
+    '-A INPUT -j HONEYTRAP',
+    ...(lines.filterBefore ?? []),
+    `-A HONEYTRAP ${ACCEPT_RULE}`,
   ]
 }
 
@@ -62,6 +75,11 @@ const QUEUE_RULES = [
   `-p udp -m conntrack --ctstate NEW -j NFQUEUE --queue-num ${QUEUE} --queue-bypass`,
 ]
 const DEFAULT_RULES = ['-i lo -j RETURN', '-p tcp -m tcp --dport 22 -j RETURN', '-p udp -m udp --dport 53 -j RETURN', ...QUEUE_RULES]
+
+/** [table, createdChain, addedJump, removedJumps] of each table an install touched. */
+function tablesOf(report: Awaited<ReturnType<typeof installRules>>['families'][number]): unknown[] {
+  return report.tables.map((t) => [t.table, t.createdChain, t.addedJump, t.removedJumps])
+}
 
 describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
   let queueHolder: ChildProcess | null = null
@@ -85,11 +103,11 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     }
   })
 
-  it('installs the chain and one jump per family, exactly as designed', async () => {
+  it('installs both chains and one jump per table and family, exactly as designed', async () => {
     const report = await installRules(OPTS, deps)
-    expect(report.families.map((f) => [f.family, f.skipped, f.createdChain, f.addedJump, f.removedJumps])).toEqual([
-      [4, null, true, true, 0],
-      [6, null, true, true, 0],
+    expect(report.families.map((f) => [f.family, f.skipped, ...tablesOf(f)])).toEqual([
+      [4, null, ['filter', true, true, 0], ['mangle', true, true, 0]],
+      [6, null, ['filter', true, true, 0], ['mangle', true, true, 0]],
     ])
     expect(report.families[0]?.backend.backend).toBe('nf_tables')
     expect(await saved(4)).toEqual(expectedSave({ jump: '-j HONEYTRAP', rules: DEFAULT_RULES }))
@@ -99,9 +117,9 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
   it('is idempotent: a second install adds nothing and changes nothing', async () => {
     const before = [await saved(4), await saved(6)]
     const report = await installRules(OPTS, deps)
-    expect(report.families.map((f) => [f.createdChain, f.addedJump, f.removedJumps])).toEqual([
-      [false, false, 0],
-      [false, false, 0],
+    expect(report.families.map(tablesOf)).toEqual([
+      [['filter', false, false, 0], ['mangle', false, false, 0]],
+      [['filter', false, false, 0], ['mangle', false, false, 0]],
     ])
     expect([await saved(4), await saved(6)]).toEqual(before)
   })
@@ -109,8 +127,11 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
   it('reports a healthy chain but an unbound queue before the sensor runs', async () => {
     const status = await rulesStatus(QUEUE, { ...deps, expect: OPTS })
     for (const f of status.families) {
-      expect(f).toMatchObject({ skipped: null, chainPresent: true, jumps: ['-j HONEYTRAP'], jumpPosition: 1, rulesAsExpected: true })
-      expect(f.rules).toHaveLength(5)
+      expect(f.skipped).toBeNull()
+      const [mangle, filter] = f.tables
+      expect(mangle).toMatchObject({ table: 'mangle', chainPresent: true, jumps: ['-j HONEYTRAP'], jumpPosition: 1, rulesAsExpected: true })
+      expect(mangle?.rules).toHaveLength(5)
+      expect(filter).toMatchObject({ table: 'filter', chainPresent: true, jumps: ['-j HONEYTRAP'], jumpPosition: 1, rulesAsExpected: true, rules: [ACCEPT_RULE] })
     }
     expect(status.queue).toMatchObject({ queue: QUEUE, bound: false, info: null })
     expect(status.ok).toBe(false)
@@ -118,10 +139,13 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     expect(status.problems[0]).toMatch(/no program is bound to NFQUEUE 4242/)
 
     // Without expected options only the shape and queue number are checked; other options make it a mismatch.
-    expect((await rulesStatus(QUEUE, deps)).families.every((f) => f.rulesAsExpected)).toBe(true)
-    expect((await rulesStatus(QUEUE + 1, deps)).families.every((f) => !f.rulesAsExpected)).toBe(true)
-    const other = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, exclude: ranges('23/tcp') } })
-    expect(other.families.every((f) => !f.rulesAsExpected)).toBe(true)
+    const asExpected = (s: Awaited<ReturnType<typeof rulesStatus>>): boolean[][] => s.families.map((f) => f.tables.map((t) => t.rulesAsExpected))
+    expect(asExpected(await rulesStatus(QUEUE, deps))).toEqual([[true, true], [true, true]])
+    expect(asExpected(await rulesStatus(QUEUE + 1, deps))).toEqual([[false, true], [false, true]])
+    expect(asExpected(await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, exclude: ranges('23/tcp') } }))).toEqual([[false, true], [false, true]])
+    const otherMark = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, mark: 0x800000 } })
+    expect(asExpected(otherMark)).toEqual([[true, false], [true, false]])
+    expect(otherMark.problems).toContain('iptables -t filter: chain HONEYTRAP does not hold the expected rules; `honeytrap-ts iptables install` rebuilds it')
   })
 
   it('sees the queue bound while a program holds it, with its counters', async () => {
@@ -151,62 +175,80 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
   })
 
   it('converges when re-run with other options, and keeps rules it does not own', async () => {
+    await inNs('iptables', '-w', '-t', 'mangle', '-A', 'INPUT', '-p', 'tcp', '--dport', '9998', '-j', 'ACCEPT')
     await inNs('iptables', '-w', '-A', 'INPUT', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT')
     const report = await installRules({ ...OPTS, exclude: ranges('8000-8100/tcp'), includeLoopback: true, ipv6: false }, deps)
     expect(report.families.map((f) => f.family)).toEqual([4])
-    expect(report.families[0]).toMatchObject({ createdChain: false, addedJump: false, removedJumps: 0, ruleCount: 3 })
+    expect(report.families[0]?.tables.map((t) => [t.table, t.createdChain, t.addedJump, t.removedJumps, t.ruleCount])).toEqual([
+      ['filter', false, false, 0, 1],
+      ['mangle', false, false, 0, 3],
+    ])
     expect(await saved(4)).toEqual(
       expectedSave({
         jump: '-j HONEYTRAP',
-        before: ['-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'],
+        before: ['-A INPUT -p tcp -m tcp --dport 9998 -j ACCEPT'],
         rules: ['-p tcp -m tcp --dport 8000:8100 -j RETURN', ...QUEUE_RULES],
+        filterBefore: ['-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'],
       }),
     )
   })
 
-  it('moves the jump to the requested interface and drops copies added by hand', async () => {
-    await inNs('iptables', '-w', '-A', 'INPUT', '-j', 'HONEYTRAP') // a double insert by hand
-    const report = await installRules({ ...OPTS, interface: 'eth9', ipv6: false }, deps)
-    expect(report.families[0]).toMatchObject({ addedJump: true, removedJumps: 2, jump: ['-i', 'eth9', '-j', 'HONEYTRAP'] })
-    const lines = await saved(4)
-    expect(lines.filter((l) => l.startsWith('-A INPUT'))).toEqual([
-      '-A INPUT -i eth9 -j HONEYTRAP',
-      '-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT',
-    ])
-    // lo never reaches the chain when the jump is limited to an interface, so there is no lo RETURN.
-    expect(lines.filter((l) => l.startsWith('-A HONEYTRAP'))).toEqual(expectedSave({ jump: '', rules: DEFAULT_RULES.slice(1) }).slice(6))
-
-    const status = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, interface: 'eth9', ipv6: false } })
-    expect(status.families[0]).toMatchObject({ jumps: ['-i eth9 -j HONEYTRAP'], rulesAsExpected: true })
-    const wrong = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, ipv6: false } })
-    expect(wrong.problems.some((p) => p.includes('expected "-j HONEYTRAP"'))).toBe(true)
+  it('replaces the queue rules an earlier version kept in the filter table with the ACCEPT of marked packets', async () => {
+    await inNs('iptables', '-w', '-A', 'HONEYTRAP', '-p', 'tcp', '--syn', '-j', 'NFQUEUE', '--queue-num', String(QUEUE), '--queue-bypass')
+    expect((await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, ipv6: false } })).families[0]?.tables[1]?.rulesAsExpected).toBe(false)
+    await installRules({ ...OPTS, exclude: ranges('8000-8100/tcp'), includeLoopback: true, ipv6: false }, deps)
+    expect((await savedTable(4, 'filter')).filter((l) => l.startsWith('-A HONEYTRAP'))).toEqual([`-A HONEYTRAP ${ACCEPT_RULE}`])
   })
 
-  it('removes every trace, from both families, and leaves other rules alone', async () => {
+  it('moves the jump to the requested interface and drops copies added by hand', async () => {
+    await inNs('iptables', '-w', '-t', 'mangle', '-A', 'INPUT', '-j', 'HONEYTRAP') // a double insert by hand
+    const report = await installRules({ ...OPTS, interface: 'eth9', ipv6: false }, deps)
+    expect(report.families[0]?.tables[1]).toMatchObject({ table: 'mangle', addedJump: true, removedJumps: 2, jump: ['-i', 'eth9', '-j', 'HONEYTRAP'] })
+    // The filter jump stays unconditional: only packets that came through the mangle chain can carry the mark.
+    expect(report.families[0]?.tables[0]).toMatchObject({ table: 'filter', addedJump: false, removedJumps: 0, jump: ['-j', 'HONEYTRAP'] })
+    const lines = await savedTable(4, 'mangle')
+    expect(lines.filter((l) => l.startsWith('-A INPUT'))).toEqual([
+      '-A INPUT -i eth9 -j HONEYTRAP',
+      '-A INPUT -p tcp -m tcp --dport 9998 -j ACCEPT',
+    ])
+    // lo never reaches the chain when the jump is limited to an interface, so there is no lo RETURN.
+    expect(lines.filter((l) => l.startsWith('-A HONEYTRAP'))).toEqual(DEFAULT_RULES.slice(1).map((r) => `-A HONEYTRAP ${r}`))
+
+    const status = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, interface: 'eth9', ipv6: false } })
+    expect(status.families[0]?.tables[0]).toMatchObject({ jumps: ['-i eth9 -j HONEYTRAP'], rulesAsExpected: true })
+    expect(status.families[0]?.tables[1]).toMatchObject({ jumps: ['-j HONEYTRAP'], rulesAsExpected: true })
+    const wrong = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, ipv6: false } })
+    expect(wrong.problems).toContain('iptables -t mangle: the jump is "-i eth9 -j HONEYTRAP", expected "-j HONEYTRAP"')
+  })
+
+  it('removes every trace, from both tables and families, and leaves other rules alone', async () => {
     await inNs('iptables', '-w', '-A', 'FORWARD', '-j', 'HONEYTRAP') // a jump elsewhere would block deleting the chain
     const report = await removeRules({ ipv6: true }, deps)
-    expect(report.families).toEqual([
-      { family: 4, skipped: null, removedJumps: 2, removedChain: true },
-      { family: 6, skipped: null, removedJumps: 1, removedChain: true },
-    ])
+    const both = (v4: number, v6: number): unknown => [
+      { family: 4, skipped: null, tables: [{ table: 'mangle', removedJumps: 1, removedChain: true }, { table: 'filter', removedJumps: v4, removedChain: true }] },
+      { family: 6, skipped: null, tables: [{ table: 'mangle', removedJumps: 1, removedChain: true }, { table: 'filter', removedJumps: v6, removedChain: true }] },
+    ]
+    expect(report.families).toEqual(both(2, 1))
     const v4 = await saved(4)
     expect(v4.filter((l) => l.includes('HONEYTRAP'))).toEqual([])
-    expect(v4.filter((l) => l.startsWith('-A'))).toEqual(['-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'])
+    expect(v4.filter((l) => l.startsWith('-A'))).toEqual(['-A INPUT -p tcp -m tcp --dport 9998 -j ACCEPT', '-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'])
     expect((await saved(6)).filter((l) => l.startsWith('-A') || l.includes('HONEYTRAP'))).toEqual([])
   })
 
   it('removes again without error when nothing is there', async () => {
     const report = await removeRules({ ipv6: true }, deps)
+    const nothing = [{ table: 'mangle', removedJumps: 0, removedChain: false }, { table: 'filter', removedJumps: 0, removedChain: false }]
     expect(report.families).toEqual([
-      { family: 4, skipped: null, removedJumps: 0, removedChain: false },
-      { family: 6, skipped: null, removedJumps: 0, removedChain: false },
+      { family: 4, skipped: null, tables: nothing },
+      { family: 6, skipped: null, tables: nothing },
     ])
     const status = await rulesStatus(QUEUE, deps)
-    expect(status.families.map((f) => [f.chainPresent, f.jumps.length])).toEqual([
-      [false, 0],
-      [false, 0],
+    expect(status.families.map((f) => f.tables.map((t) => [t.chainPresent, t.jumps.length]))).toEqual([
+      [[false, 0], [false, 0]],
+      [[false, 0], [false, 0]],
     ])
-    expect(status.problems.some((p) => p.includes('chain HONEYTRAP is missing'))).toBe(true)
+    expect(status.problems).toContain('iptables -t mangle: chain HONEYTRAP is missing; run `honeytrap-ts iptables install`')
+    expect(status.problems).toContain('ip6tables -t filter: chain HONEYTRAP is missing; run `honeytrap-ts iptables install`')
   })
 
   it('undoes only what its own install added (the sensor exit path)', async () => {
@@ -218,7 +260,8 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     const sensorRun = await installRules(OPTS, deps)
     const report = await removeRules({ ipv6: true, only: sensorRun }, deps)
     expect(report.families.map((f) => f.skipped)).toEqual(['not added by this install', 'not added by this install'])
-    expect(await saved(4)).toContain('-A INPUT -j HONEYTRAP')
+    expect(await savedTable(4, 'mangle')).toContain('-A INPUT -j HONEYTRAP')
+    expect(await savedTable(4, 'filter')).toContain('-A INPUT -j HONEYTRAP')
     await removeRules({ ipv6: true }, deps)
   })
 
@@ -226,8 +269,9 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     await inNs('sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1')
     try {
       const report = await installRules(OPTS, deps)
-      expect(report.families[0]).toMatchObject({ family: 4, skipped: null, createdChain: true })
-      expect(report.families[1]).toMatchObject({ family: 6, createdChain: false, addedJump: false })
+      expect(report.families[0]).toMatchObject({ family: 4, skipped: null })
+      expect(tablesOf(report.families[0]!)).toEqual([['filter', true, true, 0], ['mangle', true, true, 0]])
+      expect(report.families[1]).toMatchObject({ family: 6, tables: [] })
       expect(report.families[1]?.skipped).toMatch(/IPv6 is disabled/)
       expect((await saved(6)).filter((l) => l.includes('HONEYTRAP'))).toEqual([])
     } finally {
@@ -238,19 +282,20 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
 
   it('names the failing command and quotes iptables when a chain cannot be handled', async () => {
     // An nft base chain of the same name: iptables-nft does not list it, and creating the chain collides with it.
-    await inNs('nft', 'add chain ip filter HONEYTRAP { type filter hook input priority 0; }')
+    await inNs('nft', 'add table ip mangle')
+    await inNs('nft', 'add chain ip mangle HONEYTRAP { type filter hook input priority -150; }')
     try {
       const err: unknown = await installRules({ ...OPTS, ipv6: false }, deps).catch((e: unknown) => e)
       expect(hasErrorCode(err, 'HT_ERR_RULES')).toBe(true)
       const message = (err as Error).message
-      expect(message).toContain(`\`ip netns exec ${NS} iptables -w 10 -N HONEYTRAP\` failed with exit code 4`)
+      expect(message).toContain(`\`ip netns exec ${NS} iptables -w 10 -t mangle -N HONEYTRAP\` failed with exit code 4`)
       expect(message).toContain('CHAIN_USER_ADD failed (File exists)')
       expect((err as Error).cause).toBeInstanceOf(Error)
       // The self-check passes on what iptables-nft says about the chain it cannot show.
       const status = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, ipv6: false } })
       expect(status.problems.some((p) => p.includes('incompatible base-chains'))).toBe(true)
     } finally {
-      await inNs('nft', 'delete chain ip filter HONEYTRAP')
+      await inNs('nft', 'delete chain ip mangle HONEYTRAP')
     }
   })
 

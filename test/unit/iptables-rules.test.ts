@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 
 import { parsePortSpec, type PortRange } from '../../src/config/port-spec.js'
 import { hasErrorCode } from '../../src/core/errors.js'
-import { buildRuleSet, formatRuleSet, sshExcludeRanges, type RuleOptions } from '../../src/rules/iptables-rules.js'
+import { buildAcceptSet, buildQueueSet, buildRuleSets, formatRuleSet, sshExcludeRanges, type RuleOptions } from '../../src/rules/iptables-rules.js'
 import { hasFirewallCapabilities, formatCommand } from '../../src/rules/rules-exec.js'
 
 function ranges(spec: string): PortRange[] {
@@ -11,11 +11,34 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const BASE: RuleOptions = { queue: 7, queueCount: 1, exclude: [], interface: null, ipv6: true, includeLoopback: false }
+const BASE: RuleOptions = { queue: 7, queueCount: 1, exclude: [], interface: null, ipv6: true, includeLoopback: false, mark: 0x400000 }
+// The queue rules only: most tests are about them.
+const buildRuleSet = buildQueueSet
 
-describe('buildRuleSet', () => {
+describe('buildRuleSets', () => {
+  it('puts the ACCEPT of marked packets in filter first, then the queue rules in mangle', () => {
+    const [accept, queue] = buildRuleSets(BASE, 4)
+    expect(accept).toEqual({ family: 4, table: 'filter', chain: 'HONEYTRAP', parent: 'INPUT', jump: ['-j', 'HONEYTRAP'], rules: [['-m', 'mark', '--mark', '0x400000/0x400000', '-j', 'ACCEPT']] })
+    expect(queue.table).toBe('mangle')
+    expect(queue.rules.at(-1)).toContain('NFQUEUE')
+  })
+
+  it('writes the configured mark in hex, as value and mask, and keeps the filter jump off the interface', () => {
+    const accept = buildAcceptSet({ mark: 0x80000001 }, 6)
+    expect(accept.rules).toEqual([['-m', 'mark', '--mark', '0x80000001/0x80000001', '-j', 'ACCEPT']])
+    expect(buildRuleSets({ ...BASE, interface: 'eth0' }, 4)[0].jump).toEqual(['-j', 'HONEYTRAP'])
+  })
+
+  it.each([0, -1, 0x1_0000_0000, 1.5, Number.NaN])('rejects mark %s with HT_ERR_CONFIG_INVALID naming rules.mark', (mark) => {
+    expect(() => buildRuleSets({ ...BASE, mark }, 4)).toThrow(/rules\.mark/)
+    expect(() => buildQueueSet({ ...BASE, mark }, 4)).toThrow(/rules\.mark/)
+  })
+})
+
+describe('buildQueueSet', () => {
   it('returns loopback, then each exclusion, then the two queue rules, in that order', () => {
     const set = buildRuleSet({ ...BASE, exclude: ranges('22/tcp,53,8000-8100/udp') }, 4)
+    expect(set.table).toBe('mangle')
     expect(set.chain).toBe('HONEYTRAP')
     expect(set.parent).toBe('INPUT')
     expect(set.jump).toEqual(['-j', 'HONEYTRAP'])
@@ -107,10 +130,11 @@ describe('sshExcludeRanges', () => {
 describe('formatRuleSet', () => {
   it('lists the commands install runs, with the right binary per family', () => {
     const lines = formatRuleSet(buildRuleSet({ ...BASE, exclude: ranges('22/tcp'), interface: 'eth0' }, 6))
-    expect(lines[0]).toMatch(/^ip6tables -w -N HONEYTRAP/)
-    expect(lines).toContain('ip6tables -w -F HONEYTRAP')
-    expect(lines).toContain('ip6tables -w -A HONEYTRAP -p tcp --dport 22 -j RETURN')
-    expect(lines.at(-1)).toMatch(/^ip6tables -w -I INPUT 1 -i eth0 -j HONEYTRAP/)
+    expect(lines[0]).toMatch(/^ip6tables -w -t mangle -N HONEYTRAP/)
+    expect(lines).toContain('ip6tables -w -t mangle -F HONEYTRAP')
+    expect(lines).toContain('ip6tables -w -t mangle -A HONEYTRAP -p tcp --dport 22 -j RETURN')
+    expect(lines.at(-1)).toMatch(/^ip6tables -w -t mangle -I INPUT 1 -i eth0 -j HONEYTRAP/)
+    expect(formatRuleSet(buildAcceptSet(BASE, 4))).toContain('iptables -w -t filter -A HONEYTRAP -m mark --mark 0x400000/0x400000 -j ACCEPT')
   })
 })
 
