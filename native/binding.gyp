@@ -9,6 +9,7 @@
         "src/bpf-object.cc",
         "src/listening-ports.cc",
         "src/netns-query.cc",
+        "src/served-socket.cc",
         "src/steering.cc",
         "src/syn-facts.cc",
         "src/udp-catch-all.cc"

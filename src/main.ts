@@ -86,6 +86,7 @@ export function ruleOptionsFor(config: Config, excluded: readonly PortRange[]): 
     ipv6: config.rules.ipv6,
     includeLoopback: config.rules.includeLoopback,
     mark: config.rules.mark,
+    skipQueueForServedPorts: config.rules.skipQueueForServedPorts,
   }
 }
 
@@ -114,6 +115,7 @@ function createMonitor(config: Config, deps: { readonly excluded: readonly PortR
     maxHoldMs: config.monitor.maxHoldMs,
     mark: config.rules.mark,
     serves: (attempt) => deps.supervisor.hasListener(attempt.family, attempt.protocol, attempt.dstPort),
+    skipQueue: config.rules.skipQueueForServedPorts ? { target: deps.supervisor, interfaces: config.monitor.ebpf.interfaces, includeLoopback: config.rules.includeLoopback } : null,
     log,
   })
 }

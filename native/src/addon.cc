@@ -5,6 +5,7 @@
 #include "bpf-error.h"
 #include "listening-ports.h"
 #include "netns-query.h"
+#include "served-socket.h"
 #include "steering.h"
 #include "syn-facts.h"
 #include "udp-catch-all.h"
@@ -42,6 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attachedLookupPrograms", Napi::Function::New(env, AttachedLookupPrograms, "attachedLookupPrograms"));
   exports.Set("listeningPorts", Napi::Function::New(env, ListeningPorts, "listeningPorts"));
   exports.Set("openUdpCatchAll", Napi::Function::New(env, OpenUdpCatchAll, "openUdpCatchAll"));
+  exports.Set("markServedSocket", Napi::Function::New(env, MarkServedSocket, "markServedSocket"));
   exports.Set("SYN_RECORD_BYTES", Napi::Number::New(env, SYN_RECORD_BYTES));
   exports.Set("UDP_RECORD_HEADER_BYTES", Napi::Number::New(env, kUdpRecordHeaderBytes));
   return exports;

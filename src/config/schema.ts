@@ -92,6 +92,9 @@ export const ConfigSchema = z.strictObject({
       // The packet-mark bit(s) the sensor sets on the attempts it serves, so that filter/INPUT accepts them ahead of the
       // host's own rules; everything else meets those rules. One bit no other tool on the host uses (0x400000: bit 22).
       mark: z.number().int().min(1).max(0xffff_ffff).default(0x0040_0000),
+      // SYNs to a port the sensor already listens on skip the queue (its facts then come from the XDP program); needs
+      // the xt_socket module and the eBPF addon, and falls back to queueing every SYN without the latter.
+      skipQueueForServedPorts: z.boolean().default(true),
     })
     .prefault({}),
 

@@ -3,7 +3,19 @@ import type { Logger } from 'pino'
 import type * as Nfqueue from 'nfqueue'
 import { HoneytrapError } from '../core/errors.js'
 import { parsePacket } from './ip-packet.js'
+import type { Server } from 'node:net'
+import type { AddressFamily } from '../attack/attack.js'
+import { markServedSocket } from './ebpf/bpf-native.js'
+import { SynFactsTap } from './ebpf/syn-facts-tap.js'
+import type { SynRecord } from './ebpf/syn-record.js'
 import type { AttemptHandler, ConnectionAttempt, MonitorStats, PacketSource } from './packet-source.js'
+
+/** What the monitor needs of the supervisor to let SYNs to its listeners skip the queue. */
+export interface QueueSkipTarget {
+  prepareListeners(prepare: ((server: Server, family: AddressFamily) => void) | null): void
+  expectSynFacts(on: boolean): void
+  synFactsSeen(records: readonly SynRecord[]): void
+}
 
 export interface NfqueueSourceOptions {
   readonly queue: number // the first queue
@@ -14,6 +26,11 @@ export interface NfqueueSourceOptions {
   readonly mark: number
   /** Whether the sensor serves the attempt's port now (a listener of its own is bound there), asked at the verdict. */
   readonly serves: (attempt: ConnectionAttempt) => boolean
+  /**
+   * rules.skipQueueForServedPorts: mark the supervisor's TCP listeners so that SYNs to them skip the queue, with the
+   * XDP program reporting their facts instead. Null: every SYN goes through the queue.
+   */
+  readonly skipQueue: { readonly target: QueueSkipTarget; readonly interfaces: readonly string[] | null; readonly includeLoopback: boolean } | null
   readonly log: Logger
 }
 
@@ -42,13 +59,14 @@ export class NfqueueSource implements PacketSource {
   #accept = 1
   #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
   #holds = new Set<() => void>()
+  #tap: SynFactsTap | null = null
 
   constructor(options: NfqueueSourceOptions) {
     this.#o = options
     this.#log = options.log.child({ component: 'monitor', monitor: 'nfqueue', queue: options.queue })
   }
 
-  start(handler: AttemptHandler): void {
+  async start(handler: AttemptHandler): Promise<void> {
     let addon: NfqueueModule
     try {
       addon = loadNfqueueAddon()
@@ -70,12 +88,42 @@ export class NfqueueSource implements PacketSource {
     }
     this.#handler = handler
     for (const queue of queues) queue.run((packet) => this.#onPacket(packet))
-    this.#log.info({ queues: this.#o.queues, bufferBytes: this.#o.bufferBytes }, 'monitor started')
+    const skipping = await this.#startQueueSkip()
+    this.#log.info({ queues: this.#o.queues, bufferBytes: this.#o.bufferBytes, servedPortsSkipQueue: skipping }, 'monitor started')
+  }
+
+  /**
+   * SYNs to a port the sensor already serves need no decision, only their header facts: with the XDP program
+   * attached, the listeners are marked for the rule that lets their SYNs skip the queue. Without the program (no
+   * eBPF addon, no BPF privilege) nothing is marked and every SYN keeps coming through the queue, facts and all.
+   */
+  async #startQueueSkip(): Promise<boolean> {
+    const skip = this.#o.skipQueue
+    if (skip === null) return false
+    const tap = new SynFactsTap({
+      interfaces: skip.interfaces,
+      includeLoopback: skip.includeLoopback,
+      onRecords: (records) => skip.target.synFactsSeen(records),
+      unavailable: 'syn facts program unavailable: every SYN goes through the queue, also to ports already served',
+      log: this.#log,
+    })
+    if (!(await tap.open())) return false
+    this.#tap = tap
+    skip.target.expectSynFacts(true)
+    const mark = this.#o.mark
+    skip.target.prepareListeners((server, family) => markServedSocket(server, family, mark))
+    return true
   }
 
   async stop(): Promise<void> {
     this.#handler = null
     for (const release of [...this.#holds]) release()
+    if (this.#o.skipQueue !== null) {
+      this.#o.skipQueue.target.prepareListeners(null)
+      this.#o.skipQueue.target.expectSynFacts(false)
+    }
+    this.#tap?.close()
+    this.#tap = null
   }
 
   stats(): MonitorStats {

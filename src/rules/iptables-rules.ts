@@ -35,6 +35,7 @@ export interface RuleOptions {
   readonly ipv6: boolean // also manage ip6tables
   readonly includeLoopback: boolean // queue traffic on lo too (demos and tests); off by default so local tools are untouched
   readonly mark: number // the mark bits the sensor sets on attempts it serves; the filter rule accepts those only
+  readonly skipQueueForServedPorts: boolean // SYNs to a port the sensor already listens on skip the queue
 }
 
 /** Everything one family needs, as argument arrays: no shell, no quoting. */
@@ -77,7 +78,19 @@ export function buildAcceptRule(mark: number): string[] {
   return ['-m', 'mark', '--mark', `${hex}/${hex}`, '-j', 'ACCEPT']
 }
 
-/** The mangle table's chain: loopback and excluded ports returned, then the two queue rules. */
+/**
+ * A SYN to a listener of the sensor's own skips the queue: the sensor marks its per-port TCP listeners (SO_MARK and
+ * IP_TRANSPARENT, src/monitor/nfqueue-source.ts), xt_socket finds the listener a SYN is for and, for a transparent
+ * socket only, copies its mark to the packet, and the packet returns to INPUT carrying the mark the filter chain
+ * accepts. A real service's socket is not transparent, so its SYNs keep their mark and go on to the queue, where the
+ * sensor leaves them to the host's rules.
+ */
+export function buildServedReturnRule(mark: number): string[] {
+  const hex = `0x${mark.toString(16)}`
+  return ['-p', 'tcp', '--syn', '-m', 'socket', '--transparent', '--nowildcard', '--restore-skmark', '-m', 'mark', '--mark', `${hex}/${hex}`, '-j', 'RETURN']
+}
+
+/** The mangle table's chain: loopback and excluded ports returned, SYNs to the sensor's listeners too, then the two queue rules. */
 export function buildQueueSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   if (!Number.isInteger(opts.queue) || opts.queue < 0 || opts.queue > 65_535) {
     throw new HoneytrapError('HT_ERR_CONFIG_INVALID', `queue number ${String(opts.queue)} is not an integer from 0 to 65535`)
@@ -96,6 +109,7 @@ export function buildQueueSet(opts: RuleOptions, family: 4 | 6): RuleSet {
   // With an interface filter on the jump, loopback never reaches the chain, so the RETURN would be dead weight.
   if (!opts.includeLoopback && opts.interface === null) rules.push(['-i', 'lo', '-j', 'RETURN'])
   rules.push(...buildExcludeRules(opts.exclude))
+  if (opts.skipQueueForServedPorts) rules.push(buildServedReturnRule(opts.mark))
   rules.push(...buildQueueRules(opts.queue, opts.queueCount))
   buildAcceptRule(opts.mark) // validates the mark even when only this set is wanted
   return { family, table: QUEUE_TABLE, chain: HONEYTRAP_CHAIN, parent: PARENT_CHAIN, jump, rules }

@@ -1,4 +1,4 @@
-import { isIPv4, type Socket } from 'node:net'
+import { isIPv4, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { AttackRecorder } from '../attack/attack-recorder.js'
 import type { AddressFamily, Attack, CloseReason, Endpoint, Protocol } from '../attack/attack.js'
@@ -143,6 +143,7 @@ export class Supervisor {
   #closing = false
   #closed: Promise<void> | null = null
   #listenerClosed: ((protocol: Protocol, port: number) => void) | null = null
+  #prepareListener: ((server: Server, family: AddressFamily) => void) | null = null
   #synFactsExpected = false
   #lastLimitWarnMs = 0
   #counters = { bound: 0, bindFailures: 0, ownedByOthers: 0, evicted: 0, idleClosed: 0, ignored: 0, recorded: 0, listenerLimitHits: 0 }
@@ -242,8 +243,18 @@ export class Supervisor {
   }
 
   /**
-   * Whether SYN facts come separately from steered connections (the eBPF monitor's XDP program is attached): only
-   * then does a steered session wait for its facts, and its record for them, briefly, when it ends first.
+   * Called on every TCP listener this supervisor binds from now on, once it listens and before its bind settles:
+   * the NFQUEUE monitor marks the sockets it lets SYNs reach without the queue. A throw is logged and stops the calls
+   * (the port is then served through the queue, as every port is without it). One subscriber.
+   */
+  prepareListeners(prepare: ((server: Server, family: AddressFamily) => void) | null): void {
+    this.#prepareListener = prepare
+  }
+
+  /**
+   * Whether SYN facts come separately for connections the monitor did not see (the XDP program is attached: every
+   * connection under eBPF, those past the queue under NFQUEUE): only then does such a session wait for its facts,
+   * and its record for them, briefly, when it ends first.
    */
   expectSynFacts(on: boolean): void {
     this.#synFactsExpected = on
@@ -349,7 +360,7 @@ export class Supervisor {
     try {
       const listener =
         protocol === 'tcp'
-          ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s, l.port, l.family) })
+          ? await TcpListener.open({ family, port, backlog: this.#o.listeners.backlog, onConnection: (l, s) => this.#serveTcp(l, s, l.port, l.family), prepare: this.#prepare })
           : await UdpListener.open({ family, port, sessionIdleMs: this.#o.udpSessionIdleMs, startSession: (l, peer, send, control) => this.#startUdp(l, peer, send, control) })
       if (this.#closing) {
         listener.close()
@@ -369,6 +380,17 @@ export class Supervisor {
         this.#counters.bindFailures++
         this.#log.warn({ family, protocol, port, err }, 'listener bind failed')
       }
+    }
+  }
+
+  readonly #prepare = (server: Server, family: AddressFamily): void => {
+    const prepare = this.#prepareListener
+    if (prepare === null) return
+    try {
+      prepare(server, family)
+    } catch (err) {
+      this.#prepareListener = null
+      this.#log.warn({ err }, 'preparing listeners failed; their SYNs go through the queue from now on')
     }
   }
 
@@ -465,8 +487,10 @@ export class Supervisor {
     const target: Endpoint = { address: dstAddress, port }
     const policy = this.#o.policy.resolve('tcp', port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
+    // Not seen by the monitor: steered (eBPF) or past the queue to a port already served (NFQUEUE); their facts come
+    // from the XDP program when it runs, before or after this accept.
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
-    else if (listener === null && this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
+    else if (this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log)
     this.#sessions.add(conn)

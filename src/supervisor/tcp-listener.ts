@@ -9,6 +9,8 @@ export interface TcpListenerOptions {
   readonly backlog: number
   /** Called for every accepted connection; the callee counts it with sessionStarted()/sessionEnded() if it keeps it. */
   readonly onConnection: (listener: TcpListener, socket: Socket) => void
+  /** Called once listening, before open() resolves (so before the monitor's verdict): socket options of the monitor's. */
+  readonly prepare?: ((server: Server, family: AddressFamily) => void) | undefined
 }
 
 /** A wildcard TCP listener on one port. */
@@ -43,6 +45,7 @@ export class TcpListener implements Listener {
           server.off('error', reject)
           // Accept errors (EMFILE) surface here; the supervisor's limits keep them rare, and they must not crash.
           server.on('error', () => undefined)
+          options.prepare?.(server, options.family)
           resolve(listener)
         },
       )

@@ -28,7 +28,7 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const OPTS: RuleOptions = { queue: QUEUE, queueCount: 1, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false, mark: 0x400000 }
+const OPTS: RuleOptions = { queue: QUEUE, queueCount: 1, exclude: ranges('22/tcp,53/udp'), interface: null, ipv6: true, includeLoopback: false, mark: 0x400000, skipQueueForServedPorts: true }
 
 async function inNs(...args: string[]): Promise<string> {
   const { stdout } = await execFileAsync('ip', ['netns', 'exec', NS, ...args])
@@ -74,7 +74,9 @@ const QUEUE_RULES = [
   `-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j NFQUEUE --queue-num ${QUEUE} --queue-bypass`,
   `-p udp -m conntrack --ctstate NEW -j NFQUEUE --queue-num ${QUEUE} --queue-bypass`,
 ]
-const DEFAULT_RULES = ['-i lo -j RETURN', '-p tcp -m tcp --dport 22 -j RETURN', '-p udp -m udp --dport 53 -j RETURN', ...QUEUE_RULES]
+// iptables-save's spelling of the RETURN for SYNs to the sensor's own listeners.
+const SERVED_RULE = '-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m socket --transparent --nowildcard --restore-skmark -m mark --mark 0x400000/0x400000 -j RETURN'
+const DEFAULT_RULES = ['-i lo -j RETURN', '-p tcp -m tcp --dport 22 -j RETURN', '-p udp -m udp --dport 53 -j RETURN', SERVED_RULE, ...QUEUE_RULES]
 
 /** [table, createdChain, addedJump, removedJumps] of each table an install touched. */
 function tablesOf(report: Awaited<ReturnType<typeof installRules>>['families'][number]): unknown[] {
@@ -130,7 +132,7 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
       expect(f.skipped).toBeNull()
       const [mangle, filter] = f.tables
       expect(mangle).toMatchObject({ table: 'mangle', chainPresent: true, jumps: ['-j HONEYTRAP'], jumpPosition: 1, rulesAsExpected: true })
-      expect(mangle?.rules).toHaveLength(5)
+      expect(mangle?.rules).toHaveLength(6)
       expect(filter).toMatchObject({ table: 'filter', chainPresent: true, jumps: ['-j HONEYTRAP'], jumpPosition: 1, rulesAsExpected: true, rules: [ACCEPT_RULE] })
     }
     expect(status.queue).toMatchObject({ queue: QUEUE, bound: false, info: null })
@@ -144,7 +146,10 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     expect(asExpected(await rulesStatus(QUEUE + 1, deps))).toEqual([[false, true], [false, true]])
     expect(asExpected(await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, exclude: ranges('23/tcp') } }))).toEqual([[false, true], [false, true]])
     const otherMark = await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, mark: 0x800000 } })
-    expect(asExpected(otherMark)).toEqual([[true, false], [true, false]])
+    // The mark is in both chains: the ACCEPT, and the RETURN of SYNs to the sensor's own listeners.
+    expect(asExpected(otherMark)).toEqual([[false, false], [false, false]])
+    // Without the RETURN the mangle chain holds one rule too many; the filter chain is the same.
+    expect(asExpected(await rulesStatus(QUEUE, { ...deps, expect: { ...OPTS, skipQueueForServedPorts: false } }))).toEqual([[false, true], [false, true]])
     expect(otherMark.problems).toContain('iptables -t filter: chain HONEYTRAP does not hold the expected rules; `honeytrap-ts iptables install` rebuilds it')
   })
 
@@ -181,13 +186,13 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     expect(report.families.map((f) => f.family)).toEqual([4])
     expect(report.families[0]?.tables.map((t) => [t.table, t.createdChain, t.addedJump, t.removedJumps, t.ruleCount])).toEqual([
       ['filter', false, false, 0, 1],
-      ['mangle', false, false, 0, 3],
+      ['mangle', false, false, 0, 4],
     ])
     expect(await saved(4)).toEqual(
       expectedSave({
         jump: '-j HONEYTRAP',
         before: ['-A INPUT -p tcp -m tcp --dport 9998 -j ACCEPT'],
-        rules: ['-p tcp -m tcp --dport 8000:8100 -j RETURN', ...QUEUE_RULES],
+        rules: ['-p tcp -m tcp --dport 8000:8100 -j RETURN', SERVED_RULE, ...QUEUE_RULES],
         filterBefore: ['-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'],
       }),
     )

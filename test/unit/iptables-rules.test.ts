@@ -11,7 +11,7 @@ function ranges(spec: string): PortRange[] {
   return parsed.ranges
 }
 
-const BASE: RuleOptions = { queue: 7, queueCount: 1, exclude: [], interface: null, ipv6: true, includeLoopback: false, mark: 0x400000 }
+const BASE: RuleOptions = { queue: 7, queueCount: 1, exclude: [], interface: null, ipv6: true, includeLoopback: false, mark: 0x400000, skipQueueForServedPorts: false }
 // The queue rules only: most tests are about them.
 const buildRuleSet = buildQueueSet
 
@@ -36,6 +36,15 @@ describe('buildRuleSets', () => {
 })
 
 describe('buildQueueSet', () => {
+  it('returns SYNs to the sensor\'s own (transparent, marked) listeners right before the queue rules when asked', () => {
+    const rules = buildQueueSet({ ...BASE, skipQueueForServedPorts: true, exclude: ranges('22/tcp') }, 6).rules
+    expect(rules.slice(1, 3)).toEqual([
+      ['-p', 'tcp', '--dport', '22', '-j', 'RETURN'],
+      ['-p', 'tcp', '--syn', '-m', 'socket', '--transparent', '--nowildcard', '--restore-skmark', '-m', 'mark', '--mark', '0x400000/0x400000', '-j', 'RETURN'],
+    ])
+    expect(rules.slice(3).map((r) => r.at(-4))).toEqual(['NFQUEUE', 'NFQUEUE'])
+  })
+
   it('returns loopback, then each exclusion, then the two queue rules, in that order', () => {
     const set = buildRuleSet({ ...BASE, exclude: ranges('22/tcp,53,8000-8100/udp') }, 4)
     expect(set.table).toBe('mangle')

@@ -130,6 +130,7 @@ interface Addon {
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
   openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
+  markServedSocket(fd: number, family: 4 | 6, mark: number): void
 }
 
 let addon: Addon | null = null
@@ -271,6 +272,15 @@ export function openUdpCatchAll(options: UdpCatchAllOptions): UdpCatchAllHandle 
  * deprecated, DEP0112), a server its TCP handle in `_handle` (Node 20 to 24). Throws when neither is there (not
  * listening or bound yet, or Node changed).
  */
+/**
+ * Gives a listening socket of the sensor the mark bits and IP(V6)_TRANSPARENT, so that the NFQUEUE rules let SYNs to
+ * it skip the queue (docs/iptables.md). Throws HT_ERR_MONITOR_OPEN when the addon is missing or the kernel refuses.
+ */
+export function markServedSocket(server: Server, family: 4 | 6, mark: number): void {
+  const native = loadAddon()
+  call('marking a listener', () => native.markServedSocket(socketFd(server), family, mark))
+}
+
 export function socketFd(owner: Server | DgramSocket): number {
   const state = Object.getOwnPropertySymbols(owner).find((s) => s.description === 'state symbol')
   const handle =

@@ -1,4 +1,3 @@
-import { readdir, readFile } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { AddressFamily, Protocol } from '../../attack/attack.js'
@@ -8,10 +7,11 @@ import { HANDSHAKE_GRACE_MS, logHandshakeWait, waitForHandshakes } from '../../c
 import { ACCEPTED_SOCKET_OPTIONS } from '../../core/socket-options.js'
 import type { AttemptHandler, MonitorStats, PacketSource } from '../packet-source.js'
 import { ADVISED_SOMAXCONN, readSomaxconn, SOMAXCONN_FIX } from './accept-queue.js'
-import { attachedLookupPrograms, openSteering, openSynFacts, openUdpCatchAll, socketFd, type SteeringHandle, type SynFactsHandle, type UdpCatchAllHandle } from './bpf-native.js'
+import { attachedLookupPrograms, openSteering, openUdpCatchAll, socketFd, type SteeringHandle, type UdpCatchAllHandle } from './bpf-native.js'
 import { findCgroup2Root } from './cgroup2-root.js'
 import { findLinkOwners } from './link-owners.js'
 import { readPortOwners, type PortOwners } from './port-owners.js'
+import { SynFactsTap } from './syn-facts-tap.js'
 import type { SynRecord } from './syn-record.js'
 import type { UdpDatagram } from './udp-record.js'
 
@@ -39,8 +39,6 @@ const STEERING_BACKLOG = 65_535
 const MIN_BIND_WINDOW_MS = 5_000
 // The steering program's name as the kernel keeps it (BPF_OBJ_NAME_LEN - 1 = 15 characters): how one sensor finds another.
 const STEER_PROGRAM_NAME = 'honeytrap_steer'
-// How often the interface list is read again for the SYN-facts program: a veth or VLAN added later gets it within this.
-const INTERFACE_SCAN_MS = 1_000
 
 /**
  * `monitor: ebpf`. A BPF sk_lookup program steers every new TCP connection and UDP flow, on every port not left to
@@ -61,14 +59,11 @@ export class EbpfSource implements PacketSource {
   #steering: SteeringHandle | null = null
   #server: Server | null = null
   #udp: UdpCatchAllHandle | null = null
-  #facts: SynFactsHandle | null = null
+  #facts: SynFactsTap | null = null
   #scanTimer: NodeJS.Timeout | undefined
   #scanning = false
   #scanFallbackWarned = false
-  #interfaceTimer: NodeJS.Timeout | undefined
-  #syncingInterfaces = false
   #steered = false // the program was attached as this namespace's sensor: handshakes under way at stop are ours
-  readonly #refusedInterfaces = new Map<string, number>() // name -> the ifindex that refused XDP
   #ignored: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
   #passed: Record<Protocol, Set<number>> = { tcp: new Set(), udp: new Set() }
   #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
@@ -160,61 +155,14 @@ export class EbpfSource implements PacketSource {
    * everything (records then have no facts), so a failure here is a warning, not a failed start.
    */
   async #openFacts(): Promise<void> {
-    try {
-      this.#facts = openSynFacts({ interfaces: [], onRecords: (records) => this.#o.target.synFactsSeen(records) })
-    } catch (err) {
-      this.#log.warn({ err }, 'syn facts unavailable: records will have none')
-      return
-    }
-    await this.#syncInterfaces()
+    const tap = new SynFactsTap({ interfaces: this.#o.interfaces, includeLoopback: this.#o.includeLoopback, onRecords: (records) => this.#o.target.synFactsSeen(records), unavailable: 'syn facts unavailable: records will have none', log: this.#log })
+    if (!(await tap.open())) return
+    this.#facts = tap
     this.#o.target.expectSynFacts(true)
-    this.#log.info({ interfaces: this.#facts.interfaces() }, 'syn facts attached')
-    this.#interfaceTimer = setInterval(() => void this.#syncInterfaces(), INTERFACE_SCAN_MS).unref()
-  }
-
-  /**
-   * Keeps the SYN-facts program on every wanted interface present now: attaches to those that appeared (or came back
-   * with a new index), lets go of those that went away. An interface that refuses XDP is warned about once per index.
-   */
-  async #syncInterfaces(): Promise<void> {
-    const facts = this.#facts
-    if (facts === null || this.#syncingInterfaces) return
-    this.#syncingInterfaces = true
-    try {
-      const present = new Map<string, number>()
-      const names = this.#o.interfaces ?? (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo' || this.#o.includeLoopback)
-      for (const name of names) {
-        const ifindex = await readIfindex(name)
-        if (ifindex !== null) present.set(name, ifindex)
-      }
-      if (this.#facts !== facts) return // stopped while reading
-      for (const attached of facts.interfaces()) {
-        if (present.get(attached.name) !== attached.ifindex) {
-          facts.detach(attached.name)
-          this.#log.info({ interface: attached.name, ifindex: attached.ifindex }, 'syn facts: interface gone')
-        }
-      }
-      const attachedNames = new Set(facts.interfaces().map((a) => a.name))
-      for (const [name, ifindex] of present) {
-        if (attachedNames.has(name) || this.#refusedInterfaces.get(name) === ifindex) continue
-        try {
-          const attachment = facts.attach(name)
-          this.#refusedInterfaces.delete(name)
-          if (this.#interfaceTimer !== undefined) this.#log.info({ interface: attachment }, 'syn facts: new interface')
-        } catch (err) {
-          this.#refusedInterfaces.set(name, ifindex)
-          this.#log.warn({ err, interface: name }, 'syn facts unavailable on this interface: its records will have none')
-        }
-      }
-    } finally {
-      this.#syncingInterfaces = false
-    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#scanTimer)
-    clearInterval(this.#interfaceTimer)
-    this.#interfaceTimer = undefined
     this.#o.target.onListenerClosed(null)
     this.#o.target.expectSynFacts(false)
     this.#facts?.close()
@@ -321,13 +269,6 @@ export class EbpfSource implements PacketSource {
 }
 
 /** An interface's index from sysfs, or null when it is gone (or the name is not one). */
-async function readIfindex(name: string): Promise<number | null> {
-  if (!/^[^/\0]{1,15}$/.test(name) || name === '.' || name === '..') return null
-  const text = await readFile(`/sys/class/net/${name}/ifindex`, 'utf8').catch(() => '')
-  const ifindex = Number.parseInt(text, 10)
-  return Number.isSafeInteger(ifindex) && ifindex > 0 ? ifindex : null
-}
-
 /** HT_ERR_MONITOR_OPEN naming the sensor already steering this namespace (its PID when /proc shows it). */
 async function secondSensorError(programIds: readonly number[]): Promise<HoneytrapError> {
   const owners = (await findLinkOwners(programIds)).filter((pid) => pid !== process.pid)

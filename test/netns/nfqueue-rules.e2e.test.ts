@@ -5,10 +5,10 @@ import { runAttackPlan } from '../../src/netns/sensor-process.js'
 import { isRoot, readRows, waitFor } from '../helpers/netns-env.js'
 import { startSensorFixture, type SensorFixture } from '../helpers/sensor-fixture.js'
 
-// The host's own firewall next to the sensor's rules (NFQUEUE monitor). The queue lives in mangle/INPUT, so accepting
+// The NFQUEUE monitor's rules at work, next to the host's own firewall. The queue lives in mangle/INPUT, so accepting
 // a packet there never skips the host's filter rules; only attempts the sensor serves carry the mark that its filter
 // rule accepts ahead of them. Before this layout, the verdict (and --queue-bypass with no sensor bound) ended the
-// filter/INPUT traversal, and a DROP below the jump protected nothing.
+// filter/INPUT traversal, and a DROP below the jump protected nothing. SYNs to a port already served skip the queue.
 
 const REAL_PORT = 8082 // a real service the host firewall closes to the attacker
 const IGNORED_PORT = 7000 // ports.rules: mode ignore
@@ -19,7 +19,7 @@ interface Row {
   readonly dst_port: number
 }
 
-describe.skipIf(!isRoot)('the host firewall with the sensor running and after it is killed (NFQUEUE)', () => {
+describe.skipIf(!isRoot)('NFQUEUE rules: the host firewall with the sensor running and after it is killed, and the queue skip', () => {
   let fx: SensorFixture
   let pair: NetnsPair
   let realService: ChildProcess | undefined
@@ -74,6 +74,10 @@ describe.skipIf(!isRoot)('the host firewall with the sensor running and after it
     expect(result['connected']).toBe(true)
     expect(result['closedBy']).not.toBe('timeout')
     expect((await waitFor(() => rowsFor(DROPPED_PORT), (r) => r.length === 1, 5_000)).length).toBe(1)
+    // The next SYN skips the queue (the port's listener is marked) and is accepted ahead of the DROP all the same.
+    const again = await attempt(DROPPED_PORT)
+    expect(again['connected']).toBe(true)
+    expect((await waitFor(() => rowsFor(DROPPED_PORT), (r) => r.length === 2, 5_000)).length).toBe(2)
   })
 
   it("leaves a real service's port to the host rules: the attacker is dropped, nothing is recorded", async () => {
@@ -88,6 +92,31 @@ describe.skipIf(!isRoot)('the host firewall with the sensor running and after it
     const result = await attempt(IGNORED_PORT)
     expect(result).toMatchObject({ connected: false, closedBy: 'timeout' })
     expect(rowsFor(IGNORED_PORT)).toHaveLength(0)
+  })
+
+  it('lets later SYNs to a served port skip the queue, and still records their facts', async () => {
+    /** Packets counted by the mangle chain's RETURN for the sensor's listeners and by its TCP queue rule. */
+    const counters = async (): Promise<{ skipped: number; queued: number }> => {
+      const lines = (await pair.exec(pair.sensorNs, 'iptables-save', ['-c', '-t', 'mangle'])).split('\n').filter((l) => l.includes('-A HONEYTRAP'))
+      const count = (line: string | undefined): number => Number(/^\[(\d+):/.exec(line ?? '')?.[1] ?? Number.NaN)
+      return { skipped: count(lines.find((l) => l.includes('--transparent'))), queued: count(lines.find((l) => l.includes('-p tcp') && l.includes('NFQUEUE'))) }
+    }
+    const send = async (text: string): Promise<void> => {
+      const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8443, send: text, halfClose: true, waitMs: 2_000 }])
+      expect(result?.['connected']).toBe(true)
+    }
+    await send('first\r\n') // binds the port: its SYN goes through the queue
+    const before = await counters()
+    await send('second\r\n')
+    const after = await counters()
+    expect(after.skipped - before.skipped).toBe(1)
+    expect(after.queued - before.queued).toBe(0)
+    const rows = await waitFor(() => readRows<{ payload: Buffer; syn_facts: string | null }>(fx.dbPath, 'SELECT payload, syn_facts FROM attacks WHERE dst_port = 8443 ORDER BY id'), (r) => r.length === 2, 5_000)
+    expect(rows.map((r) => r.payload.toString())).toEqual(['first\r\n', 'second\r\n'])
+    // The XDP program's facts, the same as the queue gives for the first.
+    const facts = rows.map((r) => JSON.parse(r.syn_facts ?? 'null') as Record<string, unknown> | null)
+    expect(facts[1]).toMatchObject({ ttl: 64, dontFragment: true, tcpFlags: 0x02, tcpOptions: [2, 4, 8, 1, 3], mss: 1460 })
+    expect(Object.keys(facts[1] ?? {}).sort()).toEqual(Object.keys(facts[0] ?? {}).sort())
   })
 
   it('after a SIGKILL (rules left in place, --queue-bypass passing packets) every host rule still applies', async () => {
