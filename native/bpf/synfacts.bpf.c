@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * XDP SYN facts for honeytrap-ts (`monitor: ebpf`).
+ * SYN facts for honeytrap-ts (`monitor: ebpf`, and `monitor: nfqueue` for SYNs that skip the queue), at tc ingress
+ * (tcx) where the kernel has it, at XDP otherwise.
  *
  * Reads the headers of each TCP SYN (without ACK) arriving on the interface and writes one struct syn_record to a
- * ring buffer: the facts a fingerprint needs, taken from the wire before the stack touches the packet. Only TCP
- * SYNs are reported; UDP is not (the UDP catch-all reads the first datagram's addresses itself). The program always
- * returns XDP_PASS: it observes, it never decides.
+ * ring buffer: the facts a fingerprint needs, taken from the wire before IP and TCP touch the packet. Only TCP SYNs
+ * are reported; UDP is not (the UDP catch-all reads the first datagram's addresses itself). Both programs always let
+ * the packet pass: they observe, they never decide.
  *
  * Parsed: Ethernet, up to two VLAN tags (802.1Q / 802.1ad), IPv4 (options skipped by IHL; fragments other than the
  * first ignored), IPv6 whose next header is TCP (SYNs behind extension headers are not reported).
@@ -144,21 +145,24 @@ static __always_inline void read_options(struct syn_record *rec, struct option_w
 	rec->opt_flags |= w->flags;
 }
 
-SEC("xdp")
-int honeytrap_synfacts(struct xdp_md *ctx)
+/*
+ * The parse shared by both attachments. `ctx` is the xdp_md or __sk_buff the option bytes are copied from
+ * (`is_tc` says which; each caller passes a constant, so clang keeps one branch per program). Always lets the packet
+ * go on: the caller returns its own "pass".
+ */
+static __always_inline void report_syn(void *ctx, int is_tc, void *data, void *data_end, __u32 ifindex)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct syn_record *rec;
 	struct tcphdr *tcp;
 	struct option_walk walk = {}; /* zeroed: variable-offset stack reads are allowed only of initialised bytes */
 	__u32 off, optlen;
 	__be16 proto;
+	long loaded;
 	int i;
 
 	if ((void *)(eth + 1) > data_end)
-		return XDP_PASS;
+		return;
 	proto = eth->h_proto;
 	off = sizeof(*eth);
 #pragma unroll
@@ -168,7 +172,7 @@ int honeytrap_synfacts(struct xdp_md *ctx)
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
 		if ((void *)(tag + 1) > data_end)
-			return XDP_PASS;
+			return;
 		proto = tag->proto;
 		off += sizeof(*tag);
 	}
@@ -178,20 +182,20 @@ int honeytrap_synfacts(struct xdp_md *ctx)
 		__u32 ihl;
 
 		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
-			return XDP_PASS;
+			return;
 		if (ip->frag_off & bpf_htons(0x1fff)) /* a later fragment carries no TCP header */
-			return XDP_PASS;
+			return;
 		ihl = ip->ihl * 4;
 		if (ihl < sizeof(*ip))
-			return XDP_PASS;
+			return;
 		tcp = data + off + ihl;
 		if ((void *)(tcp + 1) > data_end)
-			return XDP_PASS;
+			return;
 		if (!is_syn(tcp))
-			return XDP_PASS;
+			return;
 		rec = new_record(4);
 		if (!rec)
-			return XDP_PASS;
+			return;
 		rec->ttl = ip->ttl;
 		rec->ip_id = ip->id;
 		rec->ip_flags = (ip->frag_off & bpf_htons(0x4000)) ? SYN_IP_DF : 0;
@@ -202,21 +206,21 @@ int honeytrap_synfacts(struct xdp_md *ctx)
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
-			return XDP_PASS;
+			return;
 		tcp = (void *)(ip6 + 1);
 		if ((void *)(tcp + 1) > data_end)
-			return XDP_PASS;
+			return;
 		if (!is_syn(tcp))
-			return XDP_PASS;
+			return;
 		rec = new_record(6);
 		if (!rec)
-			return XDP_PASS;
+			return;
 		rec->ttl = ip6->hop_limit;
 		__builtin_memcpy(rec->src, &ip6->saddr, 16);
 		__builtin_memcpy(rec->dst, &ip6->daddr, 16);
 		off += sizeof(*ip6);
 	} else {
-		return XDP_PASS;
+		return;
 	}
 
 	rec->version = SYN_RECORD_VERSION;
@@ -224,7 +228,7 @@ int honeytrap_synfacts(struct xdp_md *ctx)
 	rec->dst_port = tcp->dest;
 	rec->window = tcp->window;
 	rec->tcp_flags = ((__u8 *)tcp)[13];
-	rec->ifindex = bpf_htonl(ctx->ingress_ifindex);
+	rec->ifindex = bpf_htonl(ifindex);
 	rec->ts_ns = bpf_cpu_to_be64(bpf_ktime_get_ns());
 	optlen = tcp->doff * 4;
 	optlen = optlen > sizeof(*tcp) ? optlen - sizeof(*tcp) : 0;
@@ -232,13 +236,35 @@ int honeytrap_synfacts(struct xdp_md *ctx)
 		optlen = TCP_OPTIONS_MAX;
 	/* Copying to the stack keeps the option walk's bounds simple for the verifier. */
 	walk.len = optlen;
-	if (optlen > 0 && bpf_xdp_load_bytes(ctx, off + sizeof(*tcp), walk.opts, optlen) == 0)
+	loaded = -1;
+	if (optlen > 0)
+		loaded = is_tc ? bpf_skb_load_bytes(ctx, off + sizeof(*tcp), walk.opts, optlen)
+			       : bpf_xdp_load_bytes(ctx, off + sizeof(*tcp), walk.opts, optlen);
+	if (loaded == 0)
 		read_options(rec, &walk);
 	else if (optlen > 0)
 		rec->opt_flags |= SYN_OPT_TRUNCATED;
 	bpf_ringbuf_submit(rec, 0);
 	count(SYN_CNT_RECORDS);
+}
+
+/* At the driver (or generic) XDP hook: where the kernel has no tcx (before Linux 6.6). */
+SEC("xdp")
+int honeytrap_synfacts(struct xdp_md *ctx)
+{
+	report_syn(ctx, 0, (void *)(long)ctx->data, (void *)(long)ctx->data_end, ctx->ingress_ifindex);
 	return XDP_PASS;
+}
+
+/*
+ * At tc ingress through a tcx link (Linux 6.6+). Preferred: it runs on the skb after GRO, so it leaves the driver's
+ * receive path as it is, where an XDP program makes a veth copy every large segment and generic XDP linearise it.
+ */
+SEC("tc")
+int honeytrap_synfacts_tc(struct __sk_buff *skb)
+{
+	report_syn(skb, 1, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex);
+	return -1; /* TCX_NEXT: an observer, so whatever runs after it decides */
 }
 
 char LICENSE[] SEC("license") = "GPL";

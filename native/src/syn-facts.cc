@@ -18,6 +18,8 @@ constexpr size_t kMaxBatchBytes = 4096 * SYN_RECORD_BYTES;  // records waiting f
 // about 24 µs each (15 % of a core at 6,000/s on the 2-core VM). A session waits up to 100 ms for its facts
 // (LATE_FACTS_MS in the supervisor), far longer than this delay.
 constexpr unsigned kCoalesceUs = 1000;
+// BPF_TCX_INGRESS (Linux 6.6): Debian 12's headers (6.1) predate it, and the kernel answers EINVAL where it is unknown.
+constexpr int kTcxIngress = 46;
 }
 
 Napi::Function SynFacts::Define(Napi::Env env) {
@@ -27,7 +29,8 @@ Napi::Function SynFacts::Define(Napi::Env env) {
                       InstanceMethod("close", &SynFacts::Close)});
 }
 
-// new SynFacts({ objectPath, interfaces, onRecords }): loads, attaches to every interface, starts the reader.
+// new SynFacts({ objectPath, interfaces, onRecords, hook? }): loads, attaches to every interface, starts the reader.
+// hook 'auto' (default) tries tc ingress (tcx) first; 'xdp' uses XDP only.
 // Any failure undoes what was done so far before the Error reaches JS.
 SynFacts::SynFacts(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SynFacts>(info) {
   Napi::Env env = info.Env();
@@ -37,6 +40,13 @@ SynFacts::SynFacts(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SynFacts>(
   if (!options.Get("interfaces").IsArray()) throw ArgError(env, "interfaces must be an array of names");
   if (!options.Get("onRecords").IsFunction()) throw ArgError(env, "onRecords must be a function");
   Napi::Array names = options.Get("interfaces").As<Napi::Array>();
+  Napi::Value hook = options.Get("hook");
+  if (!hook.IsUndefined()) {
+    if (!hook.IsString()) throw ArgError(env, "hook must be 'auto' or 'xdp'");
+    std::string which = hook.As<Napi::String>().Utf8Value();
+    if (which != "auto" && which != "xdp") throw ArgError(env, "hook must be 'auto' or 'xdp'");
+    try_tcx_ = which == "auto";
+  }
   try {
     object_.Load(env, options.Get("objectPath").As<Napi::String>().Utf8Value());
     counters_fd_ = object_.MapFd(env, "synfacts_counters");
@@ -61,11 +71,23 @@ SynFacts::SynFacts(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SynFacts>(
   }
 }
 
-// A link per interface, so the program leaves with the process. Native (driver) mode first; generic (SKB) mode when
-// the driver refuses, which costs speed, not correctness.
+// A link per interface, so the program leaves with the process. tc ingress through a tcx link first (Linux 6.6+): it
+// sees the skb after GRO and leaves the receive path alone, where XDP makes veth copy each large segment and generic
+// XDP linearise it, which cut bulk receive on veth to a seventh. Then XDP: native (driver) mode, and generic (SKB)
+// mode when the driver refuses, which costs speed, not correctness.
 void SynFacts::AttachInterface(Napi::Env env, const std::string& name) {
   unsigned int ifindex = if_nametoindex(name.c_str());
   if (ifindex == 0) throw BpfError(env, "if_nametoindex(" + name + ")", errno);
+  if (try_tcx_) {
+    int tc_fd = bpf_program__fd(object_.Program(env, "honeytrap_synfacts_tc"));
+    LIBBPF_OPTS(bpf_link_create_opts, tcx_opts);
+    int fd = bpf_link_create(tc_fd, static_cast<int>(ifindex), static_cast<enum bpf_attach_type>(kTcxIngress), &tcx_opts);
+    if (fd >= 0) {
+      attachments_.push_back({name, static_cast<int>(ifindex), fd, "tcx"});
+      return;
+    }
+    // EINVAL: a kernel without tcx. Anything else would fail XDP too, which then reports it.
+  }
   int prog_fd = bpf_program__fd(object_.Program(env, "honeytrap_synfacts"));
   LIBBPF_OPTS(bpf_link_create_opts, native_opts, .flags = XDP_FLAGS_DRV_MODE);
   int fd = bpf_link_create(prog_fd, static_cast<int>(ifindex), BPF_XDP, &native_opts);

@@ -1,4 +1,4 @@
-// The XDP SYN-facts program as a JS object: attached to interfaces by links, its ring buffer read on a thread.
+// The SYN-facts programs as a JS object: attached to interfaces by links (tcx, or XDP), their ring buffer read on a thread.
 #ifndef HONEYTRAP_SYN_FACTS_H
 #define HONEYTRAP_SYN_FACTS_H
 
@@ -26,7 +26,7 @@ class SynFacts : public Napi::ObjectWrap<SynFacts> {
     std::string name;
     int ifindex;
     int link_fd;
-    const char* mode;  // "native" or "generic"
+    const char* mode;  // "tcx", or XDP's "native" or "generic"
   };
 
   Napi::Value Interfaces(const Napi::CallbackInfo& info);
@@ -43,6 +43,7 @@ class SynFacts : public Napi::ObjectWrap<SynFacts> {
   std::vector<Attachment> attachments_;
   ring_buffer* ring_ = nullptr;
   int counters_fd_ = -1;
+  bool try_tcx_ = true;
   BatchPump pump_;
   std::vector<uint8_t>* filling_ = nullptr;  // the batch OnRecord appends to, set only during a drain
   size_t filling_max_ = 0;

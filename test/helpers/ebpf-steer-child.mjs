@@ -41,6 +41,7 @@ const udp = openUdpCatchAll({
 })
 const syn = openSynFacts({
   interfaces: config.interfaces ?? [],
+  hook: config.hook ?? 'auto',
   onRecords: (records) => {
     for (const record of records) report({ event: 'syn', ...record })
   },

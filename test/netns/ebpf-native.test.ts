@@ -2,6 +2,7 @@ import { execFile, type ChildProcess } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
+import { release } from 'node:os'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -17,7 +18,10 @@ const CLIENT = fileURLToPath(new URL('../helpers/ebpf-client.py', import.meta.ur
 const BUILT = ['../../native/build/Release/honeytrap_bpf.node', '../../native/build/bpf/steer.bpf.o', '../../dist/monitor/ebpf/bpf-native.js']
 const PASS_PORT = 8081 // a real service the steering leaves alone (pass_ports)
 const SHADOWED_PORT = 8082 // a real service NOT in pass_ports: sk_lookup runs first, so the catch-all takes it
-const PROGRAM_NAMES = ['honeytrap_steer', 'honeytrap_synfacts']
+const PROGRAM_NAMES = ['honeytrap_steer', 'honeytrap_synfacts', 'honeytrap_synfacts_tc']
+// tcx (tc ingress through a link) came with Linux 6.6; before it the SYN-facts program goes to XDP.
+const [major = 0, minor = 0] = release().split('.').map((n) => Number.parseInt(n, 10))
+const HAS_TCX = major > 6 || (major === 6 && minor >= 6)
 
 interface ChildEvent {
   readonly event: string
@@ -46,7 +50,7 @@ async function linkedProgramIds(): Promise<number[]> {
   return (JSON.parse(stdout) as { prog_id: number }[]).map((l) => l.prog_id)
 }
 
-describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a namespace pair', () => {
+describeNetns.each(['auto', 'xdp'] as const)('eBPF native layer: sk_lookup steering and SYN facts (hook %s) in a namespace pair', (hook) => {
   let pair: NetnsPair
   let child: ChildProcess
   let sensorDev: string
@@ -64,7 +68,7 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     sensorDev = /^\d+: ([^@:]+)/.exec(links)?.[1] ?? ''
     expect(sensorDev).toMatch(/^hts/)
     // lo has no driver XDP, so it shows the fallback to generic mode.
-    const config = { interfaces: [sensorDev, 'lo'], realPorts: [PASS_PORT, SHADOWED_PORT], passPorts: [PASS_PORT] }
+    const config = { interfaces: [sensorDev, 'lo'], hook, realPorts: [PASS_PORT, SHADOWED_PORT], passPorts: [PASS_PORT] }
     child = pair.spawn(pair.sensorNs, process.execPath, [CHILD, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] })
     createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as ChildEvent))
     const found = await waitFor(() => events.find((e) => e.event === 'ready'), (e) => e !== undefined, 15_000)
@@ -81,11 +85,12 @@ describeNetns('eBPF native layer: sk_lookup steering and XDP SYN facts in a name
     await pair?.destroy()
   })
 
-  it('took a Node dgram socket fd for the socket map, and reports the XDP mode it got on the sensor veth', () => {
+  it('took a Node dgram socket fd for the socket map, and reports the hook the SYN-facts program got on each interface', () => {
     expect(ready['dgramFd']).toEqual(expect.any(Number))
+    const tcx = hook === 'auto' && HAS_TCX
     expect(ready['xdp']).toEqual([
-      { name: sensorDev, ifindex: expect.any(Number), mode: 'native' }, // veth has driver XDP
-      { name: 'lo', ifindex: 1, mode: 'generic' },
+      { name: sensorDev, ifindex: expect.any(Number), mode: tcx ? 'tcx' : 'native' }, // veth has driver XDP
+      { name: 'lo', ifindex: 1, mode: tcx ? 'tcx' : 'generic' },
     ])
   })
 

@@ -51,11 +51,12 @@ export interface SteeringHandle {
   close(): void
 }
 
-export type XdpMode = 'native' | 'generic'
-export interface XdpAttachment {
+/** Where the SYN-facts program runs on an interface: tc ingress through a tcx link (Linux 6.6+), or XDP's driver or generic mode. */
+export type FactsHook = 'tcx' | 'native' | 'generic'
+export interface FactsAttachment {
   readonly name: string
   readonly ifindex: number
-  readonly mode: XdpMode
+  readonly mode: FactsHook
 }
 
 export interface SynFactsStats {
@@ -68,9 +69,9 @@ export interface SynFactsStats {
 }
 
 export interface SynFactsHandle {
-  interfaces(): readonly XdpAttachment[]
+  interfaces(): readonly FactsAttachment[]
   /** Attaches to one more interface (one that appeared after the start). */
-  attach(name: string): XdpAttachment
+  attach(name: string): FactsAttachment
   /** Closes the link of that interface; false when it had none. */
   detach(name: string): boolean
   stats(): SynFactsStats
@@ -106,8 +107,8 @@ interface NativeSteering {
   close(): void
 }
 interface NativeSynFacts {
-  interfaces(): XdpAttachment[]
-  attach(name: string): XdpAttachment
+  interfaces(): FactsAttachment[]
+  attach(name: string): FactsAttachment
   detach(name: string): boolean
   stats(): { records: number; lost: number; dropped: number; batches: number }
   close(): void
@@ -128,7 +129,7 @@ interface Addon {
   attachedLookupPrograms(netnsPath?: string): LookupProgram[]
   listeningPorts(): { tcp: number[]; udp: number[] }
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
-  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void }): NativeSynFacts
+  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: 'auto' | 'xdp' }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
   markServedSocket(fd: number, family: 4 | 6, mark: number): void
 }
@@ -195,9 +196,11 @@ export interface SynFactsOptions {
   readonly interfaces: readonly string[]
   /** Called with each batch; what it throws is counted in callbackErrors and goes no further. */
   readonly onRecords: (records: readonly SynRecord[]) => void
+  /** 'auto' (default): tcx where the kernel has it, XDP otherwise; 'xdp': XDP only (the tests of that path). */
+  readonly hook?: 'auto' | 'xdp'
 }
 
-/** Attaches the XDP SYN-facts program to each interface and delivers its records in batches. */
+/** Attaches the SYN-facts program to each interface and delivers its records in batches. */
 export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
   const native = loadAddon()
   let closed = false
@@ -213,7 +216,7 @@ export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
     }
   }
   const facts = call('ebpf syn facts', () =>
-    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords }),
+    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords, hook: options.hook ?? 'auto' }),
   )
   return {
     interfaces: () => facts.interfaces(),

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { openSynFacts, type SynFactsHandle, type XdpAttachment } from './bpf-native.js'
+import { openSynFacts, type SynFactsHandle, type FactsAttachment } from './bpf-native.js'
 import type { SynRecord } from './syn-record.js'
 
 // How often the interface list is read again: a veth or VLAN added later gets the program within this.
@@ -46,7 +46,7 @@ export class SynFactsTap {
     return true
   }
 
-  interfaces(): readonly XdpAttachment[] {
+  interfaces(): readonly FactsAttachment[] {
     return this.#facts?.interfaces() ?? []
   }
 
