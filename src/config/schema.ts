@@ -65,7 +65,7 @@ export const ConfigSchema = z.strictObject({
           // How often the ports real services listen on are read again (and left to them); a service that starts
           // listening is steered to the sensor until the next read.
           serviceScanMs: PositiveInt.min(100).max(60_000).default(1_000),
-          // Interfaces whose SYNs the XDP program reports (header facts for the records); null: every interface
+          // Interfaces whose SYNs the SYN-facts program (tc or XDP) reports (header facts for the records); null: every interface
           // present at start but lo (lo too with rules.includeLoopback).
           interfaces: z.array(z.string().regex(/^[A-Za-z0-9_.:+-]{1,15}$/, 'an interface name such as eth0')).max(64).nullable().default(null),
         })
@@ -92,7 +92,7 @@ export const ConfigSchema = z.strictObject({
       // The packet-mark bit(s) the sensor sets on the attempts it serves, so that filter/INPUT accepts them ahead of the
       // host's own rules; everything else meets those rules. One bit no other tool on the host uses (0x400000: bit 22).
       mark: z.number().int().min(1).max(0xffff_ffff).default(0x0040_0000),
-      // SYNs to a port the sensor already listens on skip the queue (its facts then come from the XDP program); needs
+      // SYNs to a port the sensor already listens on skip the queue (its facts then come from the SYN-facts program); needs
       // the xt_socket module and the eBPF addon, and falls back to queueing every SYN without the latter.
       skipQueueForServedPorts: z.boolean().default(true),
     })

@@ -82,7 +82,7 @@ function notProbed(): Check {
 
 /**
  * Loads the sk_lookup program into the kernel (verifier included) and frees it at once. Loading changes nothing a
- * packet can see: only attach() would, and it is never called. The XDP program is not probed: openSynFacts attaches.
+ * packet can see: only attach() would, and it is never called. The SYN-facts programs are not probed: openSynFacts attaches.
  */
 function probeCheck(): Check {
   const base = { id: 'ebpf.probe', monitor: 'ebpf' } as const
@@ -92,7 +92,7 @@ function probeCheck(): Check {
       ...base,
       status: 'ok',
       summary: 'the kernel accepts the steering program (loaded and freed, never attached)',
-      detail: 'the XDP SYN-facts program is not probed: loading it attaches it to interfaces',
+      detail: 'the SYN-facts programs (tc and XDP) are not probed: loading them attaches them to interfaces',
     }
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause as { errno?: unknown; code?: unknown } | undefined

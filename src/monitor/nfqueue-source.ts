@@ -28,7 +28,7 @@ export interface NfqueueSourceOptions {
   readonly serves: (attempt: ConnectionAttempt) => boolean
   /**
    * rules.skipQueueForServedPorts: mark the supervisor's TCP listeners so that SYNs to them skip the queue, with the
-   * XDP program reporting their facts instead. Null: every SYN goes through the queue.
+   * SYN-facts program (tc or XDP) reporting their facts instead. Null: every SYN goes through the queue.
    */
   readonly skipQueue: { readonly target: QueueSkipTarget; readonly interfaces: readonly string[] | null; readonly includeLoopback: boolean } | null
   readonly log: Logger
@@ -93,7 +93,7 @@ export class NfqueueSource implements PacketSource {
   }
 
   /**
-   * SYNs to a port the sensor already serves need no decision, only their header facts: with the XDP program
+   * SYNs to a port the sensor already serves need no decision, only their header facts: with the SYN-facts program
    * attached, the listeners are marked for the rule that lets their SYNs skip the queue. Without the program (no
    * eBPF addon, no BPF privilege) nothing is marked and every SYN keeps coming through the queue, facts and all.
    */

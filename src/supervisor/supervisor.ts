@@ -252,7 +252,7 @@ export class Supervisor {
   }
 
   /**
-   * Whether SYN facts come separately for connections the monitor did not see (the XDP program is attached: every
+   * Whether SYN facts come separately for connections the monitor did not see (the SYN-facts program is attached: every
    * connection under eBPF, those past the queue under NFQUEUE): only then does such a session wait for its facts,
    * and its record for them, briefly, when it ends first.
    */
@@ -306,7 +306,7 @@ export class Supervisor {
   }
 
   /**
-   * Header facts of SYNs the eBPF monitor's XDP program saw: joined to the session they opened, whether it was
+   * Header facts of SYNs the SYN-facts program (tc or XDP) saw: joined to the session they opened, whether it was
    * accepted already or is still to come (then kept with the attempts, bounded the same way).
    */
   synFactsSeen(records: readonly { readonly srcAddress: string; readonly srcPort: number; readonly dstAddress: string; readonly dstPort: number; readonly facts: SynFacts }[]): void {
@@ -488,7 +488,7 @@ export class Supervisor {
     const policy = this.#o.policy.resolve('tcp', port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
     // Not seen by the monitor: steered (eBPF) or past the queue to a port already served (NFQUEUE); their facts come
-    // from the XDP program when it runs, before or after this accept.
+    // from the SYN-facts program when it runs, before or after this accept.
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
     else if (this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log

@@ -16,9 +16,10 @@ export interface SynFactsTapOptions {
 }
 
 /**
- * The XDP program that reports each new SYN's header facts through a ring buffer, kept on every wanted interface:
+ * The program that reports each new SYN's header facts through a ring buffer (at tc ingress through a tcx link, or at
+ * XDP on kernels before 6.6), kept on every wanted interface:
  * attached to those that appear (or come back with a new index), let go of those that go away. An interface that
- * refuses XDP is warned about once per index. Used by the eBPF monitor for every connection, and by the NFQUEUE
+ * refuses it is warned about once per index. Used by the eBPF monitor for every connection, and by the NFQUEUE
  * monitor for the SYNs that skip its queue.
  */
 export class SynFactsTap {
@@ -26,7 +27,7 @@ export class SynFactsTap {
   #facts: SynFactsHandle | null = null
   #timer: NodeJS.Timeout | undefined
   #syncing = false
-  readonly #refused = new Map<string, number>() // name -> the ifindex that refused XDP
+  readonly #refused = new Map<string, number>() // name -> the ifindex that refused the program
 
   constructor(options: SynFactsTapOptions) {
     this.#o = options
