@@ -104,7 +104,12 @@ export class NfqueueSource implements PacketSource {
       interfaces: skip.interfaces,
       includeLoopback: skip.includeLoopback,
       onRecords: (records) => skip.target.synFactsSeen(records),
-      unavailable: 'syn facts program unavailable: every SYN goes through the queue, also to ports already served',
+      // tcx only: XDP would slow down every large packet the host receives on some drivers (veth copies, generic
+      // mode linearises), a price the queue, which needs no program, does not ask.
+      hook: 'tcx',
+      // Only the SYNs that skip the queue: the queue reports every other one.
+      filterMark: this.#o.mark,
+      unavailable: 'syn facts program unavailable (tcx needs Linux 6.6): every SYN goes through the queue, also to ports already served',
       log: this.#log,
     })
     if (!(await tap.open())) return false

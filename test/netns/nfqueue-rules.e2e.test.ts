@@ -38,6 +38,7 @@ describe.skipIf(!isRoot)('NFQUEUE rules: the host firewall with the sensor runni
         'responder: { idleTimeoutMs: 1000 }',
         'store: { batchWindowMs: 100 }',
         `ports: { rules: [ { ports: "${IGNORED_PORT}/tcp", mode: ignore } ] }`,
+        'rules: { skipQueueForServedPorts: true }',
         'plugins: { enabled: false }',
         '',
       ].join('\n'),

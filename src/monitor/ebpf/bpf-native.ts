@@ -53,6 +53,7 @@ export interface SteeringHandle {
 
 /** Where the SYN-facts program runs on an interface: tc ingress through a tcx link (Linux 6.6+), or XDP's driver or generic mode. */
 export type FactsHook = 'tcx' | 'native' | 'generic'
+export type FactsHookChoice = 'auto' | 'xdp' | 'tcx'
 export interface FactsAttachment {
   readonly name: string
   readonly ifindex: number
@@ -129,7 +130,7 @@ interface Addon {
   attachedLookupPrograms(netnsPath?: string): LookupProgram[]
   listeningPorts(): { tcp: number[]; udp: number[] }
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
-  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: 'auto' | 'xdp' }): NativeSynFacts
+  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: FactsHookChoice; filterMark: number }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
   markServedSocket(fd: number, family: 4 | 6, mark: number): void
 }
@@ -196,8 +197,10 @@ export interface SynFactsOptions {
   readonly interfaces: readonly string[]
   /** Called with each batch; what it throws is counted in callbackErrors and goes no further. */
   readonly onRecords: (records: readonly SynRecord[]) => void
-  /** 'auto' (default): tcx where the kernel has it, XDP otherwise; 'xdp': XDP only (the tests of that path). */
-  readonly hook?: 'auto' | 'xdp'
+  /** 'auto' (default): tcx where the kernel has it, XDP otherwise; 'xdp': XDP only (the tests of that path); 'tcx': tcx only. */
+  readonly hook?: FactsHookChoice
+  /** 0 (default): every SYN. Otherwise only SYNs to a listener whose socket mark has all these bits. */
+  readonly filterMark?: number
 }
 
 /** Attaches the SYN-facts program to each interface and delivers its records in batches. */
@@ -216,7 +219,7 @@ export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
     }
   }
   const facts = call('ebpf syn facts', () =>
-    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords, hook: options.hook ?? 'auto' }),
+    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords, hook: options.hook ?? 'auto', filterMark: options.filterMark ?? 0 }),
   )
   return {
     interfaces: () => facts.interfaces(),
