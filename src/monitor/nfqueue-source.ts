@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module'
+import type { Server } from 'node:net'
 import type { Logger } from 'pino'
 import type * as Nfqueue from 'nfqueue'
+import type { AddressFamily } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { parsePacket } from './ip-packet.js'
-import type { Server } from 'node:net'
-import type { AddressFamily } from '../attack/attack.js'
 import { markServedSocket } from './ebpf/bpf-native.js'
 import { SynFactsTap } from './ebpf/syn-facts-tap.js'
 import type { SynRecord } from './ebpf/syn-record.js'
@@ -28,7 +28,7 @@ export interface NfqueueSourceOptions {
   readonly serves: (attempt: ConnectionAttempt) => boolean
   /**
    * rules.skipQueueForServedPorts: mark the supervisor's TCP listeners so that SYNs to them skip the queue, with the
-   * SYN-facts program (tc or XDP) reporting their facts instead. Null: every SYN goes through the queue.
+   * SYN-facts program at tc ingress reporting their facts instead. Null: every SYN goes through the queue.
    */
   readonly skipQueue: { readonly target: QueueSkipTarget; readonly interfaces: readonly string[] | null; readonly includeLoopback: boolean } | null
   readonly log: Logger
@@ -95,7 +95,8 @@ export class NfqueueSource implements PacketSource {
   /**
    * SYNs to a port the sensor already serves need no decision, only their header facts: with the SYN-facts program
    * attached, the listeners are marked for the rule that lets their SYNs skip the queue. Without the program (no
-   * eBPF addon, no BPF privilege) nothing is marked and every SYN keeps coming through the queue, facts and all.
+   * eBPF addon, no BPF privilege, Linux before 6.6) nothing is marked and every SYN keeps coming through the queue,
+   * facts and all.
    */
   async #startQueueSkip(): Promise<boolean> {
     const skip = this.#o.skipQueue
