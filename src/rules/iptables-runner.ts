@@ -73,12 +73,11 @@ export async function installRules(opts: RuleOptions, deps: RulesDeps): Promise<
   const bySet = familiesFor(opts.ipv6).map((family) => ({ family, sets: buildRuleSets(opts, family) })) // a bad option fails before any change
   const families: FamilyInstallReport[] = []
   for (const { family, sets } of bySet) {
-    let backend: IptablesVersion | null = null
+    const backend = await new FamilyTables(family, QUEUE_TABLE, deps).version()
     const tables: TableInstallReport[] = []
     let skipped: string | null = null
     for (const set of sets) {
       const runner = new FamilyTables(family, set.table, deps)
-      backend ??= await runner.version()
       const probe = await runner.probe({ skipDisabled: true })
       if (probe.listing === null) {
         skipped = probe.skipped
@@ -89,10 +88,10 @@ export async function installRules(opts: RuleOptions, deps: RulesDeps): Promise<
     if (skipped !== null) {
       // Only IPv6 is ever skipped, and that happens at its first table, before anything of it was changed.
       log.warn({ family, reason: skipped }, 'ipv6 rules skipped')
-      families.push({ family, skipped, backend: backend ?? { version: '', backend: 'unknown' }, tables: [] })
+      families.push({ family, skipped, backend, tables: [] })
       continue
     }
-    const report = { family, skipped: null, backend: backend ?? { version: '', backend: 'unknown' as const }, tables }
+    const report = { family, skipped: null, backend, tables }
     log.info({ family, backend: report.backend.backend, tables: tables.map((t) => ({ ...t, jump: formatRuleArgs(t.jump) })) }, 'iptables rules installed')
     families.push(report)
   }
