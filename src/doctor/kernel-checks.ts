@@ -38,6 +38,9 @@ export interface KernelVersion {
 /** ebpf: bpf_xdp_load_bytes (synfacts) arrived in 5.18, bpf_loop in 5.17, sk_lookup in 5.9. */
 export const EBPF_MIN_KERNEL: KernelVersion = { major: 5, minor: 18, patch: 0 }
 
+/** tcx (tc ingress through a link) arrived in 6.6: the SYN-facts program runs there, at XDP before. */
+export const TCX_MIN_KERNEL: KernelVersion = { major: 6, minor: 6, patch: 0 }
+
 /** "6.18.44-fc-v669", "5.10.0-28-amd64", "6.1" -> numbers; null when the release does not start with N.N. Pure. */
 export function parseKernelRelease(text: string): KernelVersion | null {
   const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(text.trim())
@@ -140,7 +143,10 @@ export function kernelChecks(k: KernelFacts): Check[] {
       fix: `boot a kernel ${min} or later (Debian 12's 6.1 is; Debian 11: apt-get install -t bullseye-backports linux-image-amd64), or use monitor nfqueue`,
     })
   } else {
-    checks.push({ id: 'kernel.ebpf-version', monitor: 'ebpf', status: 'ok', summary: `kernel ${version.major}.${version.minor} >= ${min}` })
+    // Where the SYN facts will be read matters beyond the sensor: XDP slows down large received packets on some
+    // drivers, and nfqueue's rules.skipQueueForServedPorts needs tcx (docs/monitors.md, docs/iptables.md).
+    const hook = compareKernelVersions(version, TCX_MIN_KERNEL) >= 0 ? 'SYN facts at tc ingress (tcx)' : 'SYN facts at XDP (tcx needs 6.6)'
+    checks.push({ id: 'kernel.ebpf-version', monitor: 'ebpf', status: 'ok', summary: `kernel ${version.major}.${version.minor} >= ${min}; ${hook}` })
   }
   checks.push(
     k.btf

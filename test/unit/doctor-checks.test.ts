@@ -93,6 +93,9 @@ describe('kernel version', () => {
     expect(at('5.18.0')).toBe('ok')
     expect(at('6.1.0-18-amd64')).toBe('ok')
     expect(at('garbage')).toBe('warn')
+    const summary = (release: string) => byId(kernelChecks({ platform: 'linux', release, btf: true }), 'kernel.ebpf-version')?.summary
+    expect(summary('6.1.0-18-amd64')).toBe('kernel 6.1 >= 5.18; SYN facts at XDP (tcx needs 6.6)')
+    expect(summary('6.6.0')).toBe('kernel 6.6 >= 5.18; SYN facts at tc ingress (tcx)')
     const old = kernelChecks({ platform: 'linux', release: '5.4.0', btf: true })
     expect(old.filter((c) => c.status === 'fail').map((c) => c.monitor)).toEqual(['ebpf'])
   })
