@@ -114,6 +114,13 @@ export class NfqueueSource implements PacketSource {
       log: this.#log,
     })
     if (!(await tap.open())) return false
+    // Loading needs no tcx; attaching does. Before Linux 6.6 every interface refuses (each one warned about), and
+    // marking listeners then would lose the facts of every SYN that skips the queue.
+    if (tap.interfaces().length === 0) {
+      tap.close()
+      this.#log.warn('syn facts program attached to no interface: every SYN goes through the queue, also to ports already served')
+      return false
+    }
     this.#tap = tap
     skip.target.expectSynFacts(true)
     const mark = this.#o.mark

@@ -15,6 +15,13 @@ const IGNORED_PORT = 7000 // ports.rules: mode ignore
 const DROPPED_PORT = 9300 // no service; the host drops it, the sensor serves it
 const OPEN_PORT = 9301 // no service and no host rule
 
+/** Packets counted by the mangle chain's RETURN for the sensor's listeners and by its TCP queue rule. */
+async function queueCounters(pair: NetnsPair): Promise<{ skipped: number; queued: number }> {
+  const lines = (await pair.exec(pair.sensorNs, 'iptables-save', ['-c', '-t', 'mangle'])).split('\n').filter((l) => l.includes('-A HONEYTRAP'))
+  const count = (line: string | undefined): number => Number(/^\[(\d+):/.exec(line ?? '')?.[1] ?? Number.NaN)
+  return { skipped: count(lines.find((l) => l.includes('--transparent'))), queued: count(lines.find((l) => l.includes('-p tcp') && l.includes('NFQUEUE'))) }
+}
+
 interface Row {
   readonly dst_port: number
 }
@@ -96,12 +103,7 @@ describe.skipIf(!isRoot)('NFQUEUE rules: the host firewall with the sensor runni
   })
 
   it('lets later SYNs to a served port skip the queue, and still records their facts', async () => {
-    /** Packets counted by the mangle chain's RETURN for the sensor's listeners and by its TCP queue rule. */
-    const counters = async (): Promise<{ skipped: number; queued: number }> => {
-      const lines = (await pair.exec(pair.sensorNs, 'iptables-save', ['-c', '-t', 'mangle'])).split('\n').filter((l) => l.includes('-A HONEYTRAP'))
-      const count = (line: string | undefined): number => Number(/^\[(\d+):/.exec(line ?? '')?.[1] ?? Number.NaN)
-      return { skipped: count(lines.find((l) => l.includes('--transparent'))), queued: count(lines.find((l) => l.includes('-p tcp') && l.includes('NFQUEUE'))) }
-    }
+    const counters = (): Promise<{ skipped: number; queued: number }> => queueCounters(pair)
     const send = async (text: string): Promise<void> => {
       const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8443, send: text, halfClose: true, waitMs: 2_000 }])
       expect(result?.['connected']).toBe(true)
@@ -131,5 +133,37 @@ describe.skipIf(!isRoot)('NFQUEUE rules: the host firewall with the sensor runni
     expect(await attempt(DROPPED_PORT)).toMatchObject({ connected: false, closedBy: 'timeout' })
     // A port with no host rule and no listener any more: the kernel refuses it, as without the sensor.
     expect(await attempt(OPEN_PORT)).toMatchObject({ connected: false, error: 'ECONNREFUSED' })
+  })
+})
+
+describe.skipIf(!isRoot)('NFQUEUE queue skip with the SYN-facts program attached nowhere', () => {
+  let fx: SensorFixture
+
+  beforeAll(async () => {
+    // No interface of that name: the program loads but attaches nowhere, as on a kernel without tcx.
+    fx = await startSensorFixture({
+      label: 'noskip',
+      configYaml: ['monitor: { type: nfqueue, ebpf: { interfaces: ["htnone0"] } }', 'rules: { skipQueueForServedPorts: true }', 'store: { batchWindowMs: 100 }', 'plugins: { enabled: false }', ''].join('\n'),
+    })
+  })
+
+  afterAll(async () => {
+    await fx?.teardown()
+  })
+
+  it('marks no listener, so every SYN still goes through the queue and every record keeps its facts', async () => {
+    const { pair } = fx
+    const send = async (): Promise<void> => {
+      const [result] = await runAttackPlan(pair, [{ type: 'tcp', host: pair.sensorV4, port: 8444, send: 'x\r\n', halfClose: true, waitMs: 2_000 }])
+      expect(result?.['connected']).toBe(true)
+    }
+    await send()
+    const before = await queueCounters(pair)
+    await send()
+    const after = await queueCounters(pair)
+    expect(after.skipped - before.skipped).toBe(0)
+    expect(after.queued - before.queued).toBe(1)
+    const rows = await waitFor(() => readRows<{ syn_facts: string | null }>(fx.dbPath, 'SELECT syn_facts FROM attacks WHERE dst_port = 8444'), (r) => r.length === 2, 5_000)
+    expect(rows.map((r) => (JSON.parse(r.syn_facts ?? 'null') as { mss?: number } | null)?.mss)).toEqual([1460, 1460])
   })
 })
