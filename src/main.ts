@@ -115,7 +115,7 @@ function createMonitor(config: Config, deps: { readonly excluded: readonly PortR
     maxHoldMs: config.monitor.maxHoldMs,
     mark: config.rules.mark,
     serves: (attempt) => deps.supervisor.hasListener(attempt.family, attempt.protocol, attempt.dstPort),
-    skipQueue: config.rules.skipQueueForServedPorts ? { target: deps.supervisor, interfaces: config.monitor.ebpf.interfaces, includeLoopback: config.rules.includeLoopback } : null,
+    skipQueue: config.rules.skipQueueForServedPorts ? deps.supervisor : null,
     log,
   })
 }

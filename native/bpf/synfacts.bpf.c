@@ -37,18 +37,6 @@ struct {
 	__type(value, __u64);
 } synfacts_counters SEC(".maps");
 
-/*
- * Entry 0: 0 reports every SYN (monitor: ebpf). Otherwise only SYNs to a listener whose socket mark has all these
- * bits: the NFQUEUE monitor's listeners, whose SYNs skip its queue; the queue reports every other SYN itself. Written
- * by the addon before the program is attached.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} synfacts_filter SEC(".maps");
-
 struct vlan_tag {
 	__be16 tci;
 	__be16 proto;
@@ -157,27 +145,6 @@ static __always_inline void read_options(struct syn_record *rec, struct option_w
 	rec->opt_flags |= w->flags;
 }
 
-static __always_inline __u32 filter_mark(void)
-{
-	__u32 zero = 0;
-	__u32 *mark = bpf_map_lookup_elem(&synfacts_filter, &zero);
-
-	return mark ? *mark : 0;
-}
-
-/* Whether the socket this SYN is for (a listener) carries all bits of `mark`. */
-static __always_inline int to_marked_socket(void *ctx, struct bpf_sock_tuple *tuple, __u32 len, __u32 mark)
-{
-	struct bpf_sock *sk = bpf_sk_lookup_tcp(ctx, tuple, len, BPF_F_CURRENT_NETNS, 0);
-	int marked;
-
-	if (!sk)
-		return 0;
-	marked = (sk->mark & mark) == mark;
-	bpf_sk_release(sk);
-	return marked;
-}
-
 /*
  * The parse shared by both attachments. `ctx` is the xdp_md or __sk_buff the option bytes are copied from
  * (`is_tc` says which; each caller passes a constant, so clang keeps one branch per program). Always lets the packet
@@ -190,8 +157,6 @@ static __always_inline void report_syn(void *ctx, int is_tc, void *data, void *d
 	struct tcphdr *tcp;
 	struct option_walk walk = {}; /* zeroed: variable-offset stack reads are allowed only of initialised bytes */
 	__u32 off, optlen;
-	struct bpf_sock_tuple tuple = {};
-	__u32 mark = filter_mark();
 	__be16 proto;
 	long loaded;
 	int i;
@@ -228,14 +193,6 @@ static __always_inline void report_syn(void *ctx, int is_tc, void *data, void *d
 			return;
 		if (!is_syn(tcp))
 			return;
-		if (mark) {
-			tuple.ipv4.saddr = ip->saddr;
-			tuple.ipv4.daddr = ip->daddr;
-			tuple.ipv4.sport = tcp->source;
-			tuple.ipv4.dport = tcp->dest;
-			if (!to_marked_socket(ctx, &tuple, sizeof(tuple.ipv4), mark))
-				return;
-		}
 		rec = new_record(4);
 		if (!rec)
 			return;
@@ -255,14 +212,6 @@ static __always_inline void report_syn(void *ctx, int is_tc, void *data, void *d
 			return;
 		if (!is_syn(tcp))
 			return;
-		if (mark) {
-			__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
-			__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
-			tuple.ipv6.sport = tcp->source;
-			tuple.ipv6.dport = tcp->dest;
-			if (!to_marked_socket(ctx, &tuple, sizeof(tuple.ipv6), mark))
-				return;
-		}
 		rec = new_record(6);
 		if (!rec)
 			return;

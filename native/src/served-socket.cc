@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "bpf-error.h"
@@ -30,7 +31,31 @@ Napi::Value MarkServedSocket(const Napi::CallbackInfo& info) {
   if (setsockopt(fd, level, option, &on, sizeof on) != 0) {
     throw BpfError(env, family == 6 ? "setsockopt(IPV6_TRANSPARENT)" : "setsockopt(IP_TRANSPARENT)", errno);
   }
+  // A SYN that skips the queue leaves its header facts nowhere else: the kernel keeps a copy of each SYN's IP and TCP
+  // headers for the socket accepted from it, read once with TCP_SAVED_SYN (ReadSavedSyn).
+  if (setsockopt(fd, IPPROTO_TCP, TCP_SAVE_SYN, &on, sizeof on) != 0) throw BpfError(env, "setsockopt(TCP_SAVE_SYN)", errno);
   return env.Undefined();
+}
+
+Napi::Value ReadSavedSyn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw ArgError(env, "readSavedSyn(fd): a number expected");
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd < 0) throw ArgError(env, "readSavedSyn: fd >= 0 expected");
+  // IPv4 with options (60) and TCP with options (60) fit easily; IPv6 extension headers are what may not, and then
+  // the kernel says how much it needs (EINVAL with the length set) and a second call with that size reads it.
+  uint8_t stack_buffer[512];
+  socklen_t length = sizeof stack_buffer;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_SAVED_SYN, stack_buffer, &length) == 0) {
+    // Length 0: nothing saved (a connection from a SYN cookie, or the copy was already read).
+    if (length == 0) return env.Null();
+    return Napi::Buffer<uint8_t>::Copy(env, stack_buffer, length);
+  }
+  if (errno != EINVAL || length <= sizeof stack_buffer || length > 65535) return env.Null();
+  Napi::Buffer<uint8_t> heap_buffer = Napi::Buffer<uint8_t>::New(env, length);
+  socklen_t heap_length = length;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_SAVED_SYN, heap_buffer.Data(), &heap_length) != 0 || heap_length == 0) return env.Null();
+  return heap_length == length ? heap_buffer : Napi::Buffer<uint8_t>::Copy(env, heap_buffer.Data(), heap_length);
 }
 
 }  // namespace honeytrap

@@ -29,9 +29,8 @@ Napi::Function SynFacts::Define(Napi::Env env) {
                       InstanceMethod("close", &SynFacts::Close)});
 }
 
-// new SynFacts({ objectPath, interfaces, onRecords, hook?, filterMark? }): loads, attaches to every interface, starts
-// the reader. hook 'auto' (default) tries tc ingress (tcx) first, then XDP; 'xdp' uses XDP only; 'tcx' tcx only.
-// filterMark (default 0: every SYN) reports only SYNs to a listener whose socket mark has those bits.
+// new SynFacts({ objectPath, interfaces, onRecords, hook? }): loads, attaches to every interface, starts the reader.
+// hook 'auto' (default) tries tc ingress (tcx) first; 'xdp' uses XDP only.
 // Any failure undoes what was done so far before the Error reaches JS.
 SynFacts::SynFacts(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SynFacts>(info) {
   Napi::Env env = info.Env();
@@ -43,27 +42,13 @@ SynFacts::SynFacts(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SynFacts>(
   Napi::Array names = options.Get("interfaces").As<Napi::Array>();
   Napi::Value hook = options.Get("hook");
   if (!hook.IsUndefined()) {
-    if (!hook.IsString()) throw ArgError(env, "hook must be 'auto', 'xdp' or 'tcx'");
+    if (!hook.IsString()) throw ArgError(env, "hook must be 'auto' or 'xdp'");
     std::string which = hook.As<Napi::String>().Utf8Value();
-    if (which != "auto" && which != "xdp" && which != "tcx") throw ArgError(env, "hook must be 'auto', 'xdp' or 'tcx'");
-    try_tcx_ = which != "xdp";
-    allow_xdp_ = which != "tcx";
-  }
-  uint32_t filter_mark = 0;
-  Napi::Value filter = options.Get("filterMark");
-  if (!filter.IsUndefined()) {
-    double value = filter.IsNumber() ? filter.As<Napi::Number>().DoubleValue() : -1;
-    if (value < 0 || value > 0xffffffff || value != static_cast<double>(static_cast<uint32_t>(value))) {
-      throw ArgError(env, "filterMark must be an integer from 0 to 0xffffffff");
-    }
-    filter_mark = static_cast<uint32_t>(value);
+    if (which != "auto" && which != "xdp") throw ArgError(env, "hook must be 'auto' or 'xdp'");
+    try_tcx_ = which == "auto";
   }
   try {
     object_.Load(env, options.Get("objectPath").As<Napi::String>().Utf8Value());
-    const uint32_t zero = 0;
-    if (bpf_map_update_elem(object_.MapFd(env, "synfacts_filter"), &zero, &filter_mark, BPF_ANY) != 0) {
-      throw BpfError(env, "setting the SYN filter mark", errno);
-    }
     counters_fd_ = object_.MapFd(env, "synfacts_counters");
     ring_ = ring_buffer__new(object_.MapFd(env, "syn_ring"), &SynFacts::OnRecord, this, nullptr);
     if (ring_ == nullptr) throw BpfError(env, "ring_buffer__new", errno);
@@ -101,7 +86,6 @@ void SynFacts::AttachInterface(Napi::Env env, const std::string& name) {
       attachments_.push_back({name, static_cast<int>(ifindex), fd, "tcx"});
       return;
     }
-    if (!allow_xdp_) throw BpfError(env, "attaching tc ingress (tcx) to " + name, errno);
     // EINVAL: a kernel without tcx. Anything else would fail XDP too, which then reports it.
   }
   int prog_fd = bpf_program__fd(object_.Program(env, "honeytrap_synfacts"));

@@ -44,7 +44,6 @@ class SynFacts : public Napi::ObjectWrap<SynFacts> {
   ring_buffer* ring_ = nullptr;
   int counters_fd_ = -1;
   bool try_tcx_ = true;
-  bool allow_xdp_ = true;
   BatchPump pump_;
   std::vector<uint8_t>* filling_ = nullptr;  // the batch OnRecord appends to, set only during a drain
   size_t filling_max_ = 0;

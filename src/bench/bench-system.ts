@@ -102,8 +102,10 @@ export async function startSystem(kind: SystemKind, options: SystemOptions): Pro
       pid = reference.pid
       stopProcess = () => reference.stop('SIGTERM')
       try {
-        // Installed after the queue is bound, like the sensor does, so no SYN ever meets an unbound queue.
-        await installRules(await benchRuleOptions(options.configPath), { log: rulesLog, netns: pair.sensorNs })
+        // Installed after the queue is bound, like the sensor does, so no SYN ever meets an unbound queue. Without the
+        // queue skip's -m socket rule: the reference marks no listener, so that rule would only cost it a lookup per SYN.
+        const rules = { ...(await benchRuleOptions(options.configPath)), skipQueueForServedPorts: false }
+        await installRules(rules, { log: rulesLog, netns: pair.sensorNs })
       } catch (err) {
         await reference.stop('SIGKILL')
         throw err

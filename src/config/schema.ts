@@ -92,10 +92,10 @@ export const ConfigSchema = z.strictObject({
       // The packet-mark bit(s) the sensor sets on the attempts it serves, so that filter/INPUT accepts them ahead of the
       // host's own rules; everything else meets those rules. One bit no other tool on the host uses (0x400000: bit 22).
       mark: z.number().int().min(1).max(0xffff_ffff).default(0x0040_0000),
-      // SYNs to a port the sensor already listens on skip the queue (their facts then come from the SYN-facts program at
-      // tc ingress); needs xt_socket, the eBPF addon and Linux 6.6 (tcx), and queues every SYN without the latter two.
-      // Off by default: it makes hot ports cheaper and new ports dearer, and costs about 2 MB (docs/iptables.md).
-      skipQueueForServedPorts: z.boolean().default(false),
+      // SYNs to a port the sensor already listens on skip the queue; their facts come from the copy of the SYN the
+      // kernel saves with each connection (TCP_SAVE_SYN). Needs xt_socket, and the eBPF addon to mark the listeners
+      // (without it every SYN is queued as before). On by default: a busy port's SYNs no longer wait for the sensor.
+      skipQueueForServedPorts: z.boolean().default(true),
     })
     .prefault({}),
 

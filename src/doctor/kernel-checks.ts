@@ -144,7 +144,7 @@ export function kernelChecks(k: KernelFacts): Check[] {
     })
   } else {
     // Where the SYN facts will be read matters beyond the sensor: XDP slows down large received packets on some
-    // drivers, and nfqueue's rules.skipQueueForServedPorts needs tcx (docs/monitors.md, docs/iptables.md).
+    // drivers (docs/monitors.md).
     const hook = compareKernelVersions(version, TCX_MIN_KERNEL) >= 0 ? 'SYN facts at tc ingress (tcx)' : 'SYN facts at XDP (tcx needs 6.6)'
     checks.push({ id: 'kernel.ebpf-version', monitor: 'ebpf', status: 'ok', summary: `kernel ${version.major}.${version.minor} >= ${min}; ${hook}` })
   }

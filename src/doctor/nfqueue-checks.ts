@@ -2,6 +2,7 @@ import { access, readFile } from 'node:fs/promises'
 import { release } from 'node:os'
 import pino from 'pino'
 
+import { requireBpfAddon } from '../monitor/ebpf/bpf-native.js'
 import { loadNfqueueAddon } from '../monitor/nfqueue-source.js'
 import { parseIptablesVersion, type IptablesVersion } from '../rules/iptables-listing.js'
 import { rulesStatus, type RulesStatus } from '../rules/iptables-runner.js'
@@ -32,6 +33,7 @@ export async function nfqueueChecks(p: Privileges): Promise<Check[]> {
       return ip6tablesCheck(v6, v4)
     }),
     guard('nfqueue.addon', 'fail', addonCheck),
+    guard('nfqueue.queue-skip', 'warn', queueSkipCheck),
     guard('nfqueue.queues', 'warn', queuesCheck),
     guard('nfqueue.rules', 'warn', () => rulesCheck(p), RULES_TIMEOUT_MS),
   ])
@@ -118,6 +120,39 @@ function ip6tablesCheck(v6: ToolVersion, v4: ToolVersion): Check {
     }
   }
   return { ...base, status: 'ok', summary: describeTool('ip6tables', v6) }
+}
+
+// Where a module is in the kernel already, built in or loaded, its name is in one of these.
+const MATCHES_LOADED = ['/proc/net/ip_tables_matches', '/proc/net/ip6_tables_matches']
+
+/**
+ * rules.skipQueueForServedPorts (on by default): the `-m socket` rule needs xt_socket, and marking the listeners the
+ * eBPF addon. Without either, every SYN still goes through the queue; only the first is fatal to `iptables install`.
+ */
+async function queueSkipCheck(): Promise<Check> {
+  const base = { id: 'nfqueue.queue-skip', monitor: 'nfqueue' } as const
+  const loaded = await Promise.all(MATCHES_LOADED.map((path) => readFile(path, 'utf8').catch(() => '')))
+  const inKernel = loaded.some((text) => text.split('\n').includes('socket')) || (await execBounded('modprobe', ['-n', '-q', 'xt_socket'])).exitCode === 0
+  if (!inKernel) {
+    return {
+      ...base,
+      status: 'warn',
+      summary: 'xt_socket is neither loaded nor loadable: iptables install fails on the -m socket rule',
+      fix: 'set rules.skipQueueForServedPorts: false (every SYN then goes through the queue), or use a kernel with CONFIG_NETFILTER_XT_MATCH_SOCKET',
+    }
+  }
+  try {
+    requireBpfAddon()
+  } catch (err) {
+    return {
+      ...base,
+      status: 'warn',
+      summary: 'the eBPF addon does not load: SYNs to ports already served go through the queue',
+      detail: firstLine((err as Error).message),
+      fix: 'apt-get install clang libbpf-dev build-essential, then npm run build:native',
+    }
+  }
+  return { ...base, status: 'ok', summary: 'SYNs to ports already served can skip the queue (xt_socket and the eBPF addon are there)' }
 }
 
 function addonCheck(): Check {

@@ -1,20 +1,17 @@
 import { createRequire } from 'node:module'
-import type { Server } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type * as Nfqueue from 'nfqueue'
 import type { AddressFamily } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { parsePacket } from './ip-packet.js'
-import { markServedSocket } from './ebpf/bpf-native.js'
-import { SynFactsTap } from './ebpf/syn-facts-tap.js'
-import type { SynRecord } from './ebpf/syn-record.js'
+import { markServedSocket, readSavedSyn, requireBpfAddon } from './ebpf/bpf-native.js'
 import type { AttemptHandler, ConnectionAttempt, MonitorStats, PacketSource } from './packet-source.js'
 
 /** What the monitor needs of the supervisor to let SYNs to its listeners skip the queue. */
 export interface QueueSkipTarget {
   prepareListeners(prepare: ((server: Server, family: AddressFamily) => void) | null): void
-  expectSynFacts(on: boolean): void
-  synFactsSeen(records: readonly SynRecord[]): void
+  readUnseenAttempts(read: ((socket: Socket) => ConnectionAttempt | null) | null): void
 }
 
 export interface NfqueueSourceOptions {
@@ -27,10 +24,10 @@ export interface NfqueueSourceOptions {
   /** Whether the sensor serves the attempt's port now (a listener of its own is bound there), asked at the verdict. */
   readonly serves: (attempt: ConnectionAttempt) => boolean
   /**
-   * rules.skipQueueForServedPorts: mark the supervisor's TCP listeners so that SYNs to them skip the queue, with the
-   * SYN-facts program at tc ingress reporting their facts instead. Null: every SYN goes through the queue.
+   * rules.skipQueueForServedPorts: mark the supervisor's TCP listeners so that SYNs to them skip the queue, and read
+   * each such connection's facts from the SYN the kernel saved for it. Null: every SYN goes through the queue.
    */
-  readonly skipQueue: { readonly target: QueueSkipTarget; readonly interfaces: readonly string[] | null; readonly includeLoopback: boolean } | null
+  readonly skipQueue: QueueSkipTarget | null
   readonly log: Logger
 }
 
@@ -59,7 +56,6 @@ export class NfqueueSource implements PacketSource {
   #accept = 1
   #stats = { packets: 0, attempts: 0, unparsable: 0, verdictErrors: 0, held: 0 }
   #holds = new Set<() => void>()
-  #tap: SynFactsTap | null = null
 
   constructor(options: NfqueueSourceOptions) {
     this.#o = options
@@ -88,55 +84,35 @@ export class NfqueueSource implements PacketSource {
     }
     this.#handler = handler
     for (const queue of queues) queue.run((packet) => this.#onPacket(packet))
-    const skipping = await this.#startQueueSkip()
+    const skipping = this.#startQueueSkip()
     this.#log.info({ queues: this.#o.queues, bufferBytes: this.#o.bufferBytes, servedPortsSkipQueue: skipping }, 'monitor started')
   }
 
   /**
-   * SYNs to a port the sensor already serves need no decision, only their header facts: with the SYN-facts program
-   * attached, the listeners are marked for the rule that lets their SYNs skip the queue. Without the program (no
-   * eBPF addon, no BPF privilege, Linux before 6.6) nothing is marked and every SYN keeps coming through the queue,
-   * facts and all.
+   * SYNs to a port the sensor already serves need no decision, only their header facts, which the kernel saves with
+   * each connection (TCP_SAVE_SYN) for the supervisor to read at accept. Without the addon nothing is marked and
+   * every SYN keeps coming through the queue, facts and all.
    */
-  async #startQueueSkip(): Promise<boolean> {
-    const skip = this.#o.skipQueue
-    if (skip === null) return false
-    const tap = new SynFactsTap({
-      interfaces: skip.interfaces,
-      includeLoopback: skip.includeLoopback,
-      onRecords: (records) => skip.target.synFactsSeen(records),
-      // tcx only: XDP would slow down every large packet the host receives on some drivers (veth copies, generic
-      // mode linearises), a price the queue, which needs no program, does not ask.
-      hook: 'tcx',
-      // Only the SYNs that skip the queue: the queue reports every other one.
-      filterMark: this.#o.mark,
-      unavailable: 'syn facts program unavailable (tcx needs Linux 6.6): every SYN goes through the queue, also to ports already served',
-      log: this.#log,
-    })
-    if (!(await tap.open())) return false
-    // Loading needs no tcx; attaching does. Before Linux 6.6 every interface refuses (each one warned about), and
-    // marking listeners then would lose the facts of every SYN that skips the queue.
-    if (tap.interfaces().length === 0) {
-      tap.close()
-      this.#log.warn('syn facts program attached to no interface: every SYN goes through the queue, also to ports already served')
+  #startQueueSkip(): boolean {
+    const target = this.#o.skipQueue
+    if (target === null) return false
+    try {
+      requireBpfAddon()
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot mark listeners: every SYN goes through the queue, also to ports already served')
       return false
     }
-    this.#tap = tap
-    skip.target.expectSynFacts(true)
+    target.readUnseenAttempts(attemptFromSavedSyn)
     const mark = this.#o.mark
-    skip.target.prepareListeners((server, family) => markServedSocket(server, family, mark))
+    target.prepareListeners((server, family) => markServedSocket(server, family, mark))
     return true
   }
 
   async stop(): Promise<void> {
     this.#handler = null
     for (const release of [...this.#holds]) release()
-    if (this.#o.skipQueue !== null) {
-      this.#o.skipQueue.target.prepareListeners(null)
-      this.#o.skipQueue.target.expectSynFacts(false)
-    }
-    this.#tap?.close()
-    this.#tap = null
+    this.#o.skipQueue?.prepareListeners(null)
+    this.#o.skipQueue?.readUnseenAttempts(null)
   }
 
   stats(): MonitorStats {
@@ -200,4 +176,12 @@ export class NfqueueSource implements PacketSource {
       this.#log.warn({ err }, 'verdict failed')
     }
   }
+}
+
+/** The attempt the kernel's saved copy of a connection's SYN describes, parsed like a queued one; null without it. */
+function attemptFromSavedSyn(socket: Socket): ConnectionAttempt | null {
+  const syn = readSavedSyn(socket)
+  if (syn === null) return null
+  const parsed = parsePacket(syn)
+  return parsed.ok ? parsed.attempt : null
 }

@@ -120,7 +120,9 @@ export class FamilyTables {
       )
     }
     const stderr = result.stderr.trim() || '(no output)'
-    const message = `\`${result.command}\` failed with exit code ${result.exitCode}: ${stderr}`
+    // The one match a kernel may lack (CONFIG_NETFILTER_XT_MATCH_SOCKET): say which setting leaves it out.
+    const fix = result.command.includes('-m socket') ? '; this kernel may lack xt_socket: set rules.skipQueueForServedPorts: false to go without this rule' : ''
+    const message = `\`${result.command}\` failed with exit code ${result.exitCode}: ${stderr}${fix}`
     return new HoneytrapError('HT_ERR_RULES', message, { cause: result.error })
   }
 }

@@ -144,6 +144,7 @@ export class Supervisor {
   #closed: Promise<void> | null = null
   #listenerClosed: ((protocol: Protocol, port: number) => void) | null = null
   #prepareListener: ((server: Server, family: AddressFamily) => void) | null = null
+  #readUnseen: ((socket: Socket) => ConnectionAttempt | null) | null = null
   #synFactsExpected = false
   #lastLimitWarnMs = 0
   #counters = { bound: 0, bindFailures: 0, ownedByOthers: 0, evicted: 0, idleClosed: 0, ignored: 0, recorded: 0, listenerLimitHits: 0 }
@@ -249,6 +250,15 @@ export class Supervisor {
    */
   prepareListeners(prepare: ((server: Server, family: AddressFamily) => void) | null): void {
     this.#prepareListener = prepare
+  }
+
+  /**
+   * Called for each connection accepted from one of this supervisor's listeners that the monitor did not see (its SYN
+   * skipped the queue): the NFQUEUE monitor reads the attempt, attacked address and header facts, from the SYN the
+   * kernel saved for the socket. A throw is logged and stops the calls. One subscriber.
+   */
+  readUnseenAttempts(read: ((socket: Socket) => ConnectionAttempt | null) | null): void {
+    this.#readUnseen = read
   }
 
   /**
@@ -482,13 +492,12 @@ export class Supervisor {
     }
     if (listener !== null) this.#touch(listener)
     const source: Endpoint = { address: srcAddress, port: srcPort }
-    const seen = this.#takeTarget('tcp', srcAddress, srcPort, port)
+    const seen = this.#takeTarget('tcp', srcAddress, srcPort, port) ?? (listener === null ? null : this.#unseenTarget(socket, srcPort, port))
     const dstAddress = seen?.address ?? (socket.localAddress === undefined ? '' : unmapV4(socket.localAddress))
     const target: Endpoint = { address: dstAddress, port }
     const policy = this.#o.policy.resolve('tcp', port)
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
-    // Not seen by the monitor: steered (eBPF) or past the queue to a port already served (NFQUEUE); their facts come
-    // from the SYN-facts program when it runs, before or after this accept.
+    // Steered by the eBPF monitor: the facts come from the SYN-facts program when it runs, before or after this accept.
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
     else if (this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
@@ -506,6 +515,22 @@ export class Supervisor {
         this.#endSession(conn, recorder, 'peer-reset', listener)
       },
     )
+  }
+
+  /** The attacked address and SYN facts of a connection whose SYN skipped the queue, when the monitor can read them. */
+  #unseenTarget(socket: Socket, srcPort: number, port: number): SeenAttempt | null {
+    const read = this.#readUnseen
+    if (read === null) return null
+    try {
+      const attempt = read(socket)
+      // The socket's own SYN, so the ports agree; anything else is not trusted for the record.
+      if (attempt === null || attempt.protocol !== 'tcp' || attempt.srcPort !== srcPort || attempt.dstPort !== port) return null
+      return { address: attempt.dstAddress, facts: attempt.facts }
+    } catch (err) {
+      this.#readUnseen = null
+      this.#log.warn({ err }, 'reading saved syns failed; connections past the queue are recorded without their facts from now on')
+      return null
+    }
   }
 
   #endSession(session: OpenSession, recorder: AttackRecorder, reason: CloseReason, listener: TcpListener | null): void {

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { parsePortSpec, type PortRange } from '../../src/config/port-spec.js'
 import { hasErrorCode } from '../../src/core/errors.js'
-import type { RuleOptions } from '../../src/rules/iptables-rules.js'
+import { FamilyTables } from '../../src/rules/family-tables.js'
+import { buildServedReturnRule, type RuleOptions } from '../../src/rules/iptables-rules.js'
 import { installRules, removeRules, rulesStatus, type RulesDeps } from '../../src/rules/iptables-runner.js'
 
 const execFileAsync = promisify(execFile)
@@ -302,6 +303,13 @@ describe.skipIf(!isRoot)('iptables rules in a throwaway namespace', () => {
     } finally {
       await inNs('nft', 'delete chain ip mangle HONEYTRAP')
     }
+  })
+
+  it('names the setting that leaves the -m socket rule out when iptables refuses it', async () => {
+    // A chain that does not exist makes iptables refuse the rule here; a kernel without xt_socket refuses it the same way.
+    const err: unknown = await new FamilyTables(4, 'mangle', { netns: NS }).must(['-A', 'HT_ABSENT', ...buildServedReturnRule(0x400000)]).catch((e: unknown) => e)
+    expect(hasErrorCode(err, 'HT_ERR_RULES')).toBe(true)
+    expect((err as Error).message).toMatch(/-m socket .* failed with exit code \d+: .*set rules\.skipQueueForServedPorts: false/s)
   })
 
   it('fails with HT_ERR_NETNS for a namespace that does not exist', async () => {

@@ -63,7 +63,7 @@ function isDeepFrozen(value: unknown, seen = new Set<unknown>()): boolean {
 // The defaults as documented in the schema, spelled out here so a changed default is a deliberate, reviewed change.
 const DEFAULTS: Config = {
   monitor: { type: 'nfqueue', queue: 0, queues: 4, queueBufferBytes: 8 * 1024 * 1024, maxHoldMs: 2_000, ebpf: { serviceScanMs: 1_000, interfaces: null }, pcap: { interface: 'any', bufferBytes: 8 * 1024 * 1024, snapLength: 256 } },
-  rules: { manage: true, exclude: [], interface: null, ipv6: true, includeLoopback: false, mark: 0x40_0000, skipQueueForServedPorts: false },
+  rules: { manage: true, exclude: [], interface: null, ipv6: true, includeLoopback: false, mark: 0x40_0000, skipQueueForServedPorts: true },
   listeners: { idleLifetimeMs: 120_000, maxListeners: 4_096, ownedPortRecheckMs: 10_000, backlog: 511 },
   limits: { maxConnections: 20_000, maxConnectionsPerSource: 512, newConnectionsPerSecondPerSource: 5_000, maxTrackedSources: 100_000 },
   responder: {

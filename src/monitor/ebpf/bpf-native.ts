@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type { Socket as DgramSocket } from 'node:dgram'
-import type { Server } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
@@ -53,7 +53,6 @@ export interface SteeringHandle {
 
 /** Where the SYN-facts program runs on an interface: tc ingress through a tcx link (Linux 6.6+), or XDP's driver or generic mode. */
 export type FactsHook = 'tcx' | 'native' | 'generic'
-export type FactsHookChoice = 'auto' | 'xdp' | 'tcx'
 export interface FactsAttachment {
   readonly name: string
   readonly ifindex: number
@@ -130,9 +129,10 @@ interface Addon {
   attachedLookupPrograms(netnsPath?: string): LookupProgram[]
   listeningPorts(): { tcp: number[]; udp: number[] }
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
-  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: FactsHookChoice; filterMark: number }): NativeSynFacts
+  openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: 'auto' | 'xdp' }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
   markServedSocket(fd: number, family: 4 | 6, mark: number): void
+  readSavedSyn(fd: number): Buffer | null
 }
 
 let addon: Addon | null = null
@@ -146,6 +146,11 @@ function loadAddon(): Addon {
     throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the eBPF addon is not built; run `npm run build:native` (needs clang and libbpf-dev)', { cause: err })
   }
   return addon
+}
+
+/** Loads the addon now; throws HT_ERR_MONITOR_OPEN (how to build it) when it is not built. */
+export function requireBpfAddon(): void {
+  loadAddon()
 }
 
 /** Runs one addon call; its Error (message naming the libbpf step and errno) becomes the cause of a HoneytrapError. */
@@ -197,10 +202,8 @@ export interface SynFactsOptions {
   readonly interfaces: readonly string[]
   /** Called with each batch; what it throws is counted in callbackErrors and goes no further. */
   readonly onRecords: (records: readonly SynRecord[]) => void
-  /** 'auto' (default): tcx where the kernel has it, XDP otherwise; 'xdp': XDP only (the tests of that path); 'tcx': tcx only. */
-  readonly hook?: FactsHookChoice
-  /** 0 (default): every SYN. Otherwise only SYNs to a listener whose socket mark has all these bits. */
-  readonly filterMark?: number
+  /** 'auto' (default): tcx where the kernel has it, XDP otherwise; 'xdp': XDP only (the tests of that path). */
+  readonly hook?: 'auto' | 'xdp'
 }
 
 /** Attaches the SYN-facts program to each interface and delivers its records in batches. */
@@ -219,7 +222,7 @@ export function openSynFacts(options: SynFactsOptions): SynFactsHandle {
     }
   }
   const facts = call('ebpf syn facts', () =>
-    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords, hook: options.hook ?? 'auto', filterMark: options.filterMark ?? 0 }),
+    native.openSynFacts({ objectPath: options.objectPath ?? DEFAULT_SYNFACTS_OBJECT, interfaces: options.interfaces, onRecords, hook: options.hook ?? 'auto' }),
   )
   return {
     interfaces: () => facts.interfaces(),
@@ -280,11 +283,23 @@ export function openUdpCatchAll(options: UdpCatchAllOptions): UdpCatchAllHandle 
  */
 /**
  * Gives a listening socket of the sensor the mark bits and IP(V6)_TRANSPARENT, so that the NFQUEUE rules let SYNs to
- * it skip the queue (docs/iptables.md). Throws HT_ERR_MONITOR_OPEN when the addon is missing or the kernel refuses.
+ * it skip the queue (docs/iptables.md), and TCP_SAVE_SYN, so that each connection accepted from it keeps the headers of
+ * its SYN for readSavedSyn. Throws HT_ERR_MONITOR_OPEN when the addon is missing or the kernel refuses.
  */
 export function markServedSocket(server: Server, family: 4 | 6, mark: number): void {
   const native = loadAddon()
   call('marking a listener', () => native.markServedSocket(socketFd(server), family, mark))
+}
+
+/**
+ * The IP and TCP headers of the SYN that opened `socket`, accepted from a listener that markServedSocket prepared
+ * (TCP_SAVED_SYN): what the queue would have shown of it. Null when the kernel kept none (a SYN cookie, a listener
+ * without TCP_SAVE_SYN) or the socket is already closed. The kernel frees its copy on this read, so it is read once.
+ */
+export function readSavedSyn(socket: Socket): Buffer | null {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0) return null
+  return loadAddon().readSavedSyn(fd)
 }
 
 export function socketFd(owner: Server | DgramSocket): number {

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { openSynFacts, type FactsAttachment, type FactsHookChoice, type SynFactsHandle } from './bpf-native.js'
+import { openSynFacts, type SynFactsHandle, type FactsAttachment } from './bpf-native.js'
 import type { SynRecord } from './syn-record.js'
 
 // How often the interface list is read again: a veth or VLAN added later gets the program within this.
@@ -10,8 +10,6 @@ export interface SynFactsTapOptions {
   readonly interfaces: readonly string[] | null // null: every interface but lo (lo too with includeLoopback), as they come and go
   readonly includeLoopback: boolean
   readonly onRecords: (records: readonly SynRecord[]) => void
-  readonly hook?: FactsHookChoice // default 'auto': tcx where the kernel has it, XDP otherwise
-  readonly filterMark?: number // default 0: every SYN; otherwise SYNs to listeners carrying these mark bits only
   /** What the log says when the program cannot be loaded at all: what the records lose without it. */
   readonly unavailable: string
   readonly log: Logger
@@ -38,7 +36,7 @@ export class SynFactsTap {
   /** Loads the program and attaches it; false, with a warning, when it cannot be loaded at all (then nothing runs). */
   async open(): Promise<boolean> {
     try {
-      this.#facts = openSynFacts({ interfaces: [], onRecords: (records) => this.#o.onRecords(records), hook: this.#o.hook ?? 'auto', filterMark: this.#o.filterMark ?? 0 })
+      this.#facts = openSynFacts({ interfaces: [], onRecords: (records) => this.#o.onRecords(records) })
     } catch (err) {
       this.#o.log.warn({ err }, this.#o.unavailable)
       return false
