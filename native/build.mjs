@@ -1,6 +1,7 @@
-// Builds the eBPF side of `monitor: ebpf`: the BPF programs (clang -target bpf) and the N-API addon (node-gyp),
-// all into native/build/. Run as `npm run build:native`. Needs Debian's clang and libbpf-dev (which pulls in
-// libelf-dev and zlib1g-dev), plus the C++ toolchain node-gyp always needs (g++, make, python3).
+// Builds the eBPF side of `monitor: ebpf` (the BPF programs with clang -target bpf, its N-API addon with node-gyp)
+// and the small socket addon of the NFQUEUE monitor's queue skip, all into native/build/. Run as
+// `npm run build:native`. Needs Debian's clang and libbpf-dev (which pulls in libelf-dev and zlib1g-dev), plus the
+// C++ toolchain node-gyp always needs (g++, make, python3).
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -81,4 +82,4 @@ for (const name of programs) {
   const object = join(outDir, `${name}.bpf.o`)
   run('clang', ['-O2', '-g', '-target', 'bpf', '-Wall', '-Werror', `-I${multiarchInclude()}`, '-c', source, '-o', object])
 }
-console.log(`build:native: ${programs.map((p) => `build/bpf/${p}.bpf.o`).join(', ')} and build/Release/honeytrap_bpf.node`)
+console.log(`build:native: ${programs.map((p) => `build/bpf/${p}.bpf.o`).join(', ')} and build/Release/honeytrap_bpf.node, honeytrap_socket.node`)

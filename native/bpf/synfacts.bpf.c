@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * SYN facts for honeytrap-ts (`monitor: ebpf`, and `monitor: nfqueue` for SYNs that skip the queue), at tc ingress
- * (tcx) where the kernel has it, at XDP otherwise.
+ * SYN facts for honeytrap-ts (`monitor: ebpf`), at tc ingress (tcx) where the kernel has it, at XDP otherwise.
  *
  * Reads the headers of each TCP SYN (without ACK) arriving on the interface and writes one struct syn_record to a
  * ring buffer: the facts a fingerprint needs, taken from the wire before IP and TCP touch the packet. Only TCP SYNs

@@ -5,7 +5,6 @@
 #include "bpf-error.h"
 #include "listening-ports.h"
 #include "netns-query.h"
-#include "served-socket.h"
 #include "steering.h"
 #include "syn-facts.h"
 #include "udp-catch-all.h"
@@ -43,8 +42,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attachedLookupPrograms", Napi::Function::New(env, AttachedLookupPrograms, "attachedLookupPrograms"));
   exports.Set("listeningPorts", Napi::Function::New(env, ListeningPorts, "listeningPorts"));
   exports.Set("openUdpCatchAll", Napi::Function::New(env, OpenUdpCatchAll, "openUdpCatchAll"));
-  exports.Set("markServedSocket", Napi::Function::New(env, MarkServedSocket, "markServedSocket"));
-  exports.Set("readSavedSyn", Napi::Function::New(env, ReadSavedSyn, "readSavedSyn"));
   exports.Set("SYN_RECORD_BYTES", Napi::Number::New(env, SYN_RECORD_BYTES));
   exports.Set("UDP_RECORD_HEADER_BYTES", Napi::Number::New(env, kUdpRecordHeaderBytes));
   return exports;

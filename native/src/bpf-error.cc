@@ -50,6 +50,4 @@ Napi::Error BpfError(Napi::Env env, const std::string& step, int err) {
   return error;
 }
 
-Napi::Error ArgError(Napi::Env env, const std::string& message) { return Napi::TypeError::New(env, message); }
-
 }  // namespace honeytrap

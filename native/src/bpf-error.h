@@ -5,6 +5,8 @@
 #include <napi.h>
 #include <string>
 
+#include "js-error.h"
+
 namespace honeytrap {
 
 // Routes libbpf's log to a buffer so an error can carry the verifier's explanation. Call once at module load.
@@ -16,9 +18,6 @@ void ClearLibbpfLog();
 // An Error "<step> failed: <strerror(err)>" (+ libbpf log tail) with `.step` and `.errno` set. `err` is a positive
 // errno or a negative libbpf return value.
 Napi::Error BpfError(Napi::Env env, const std::string& step, int err);
-
-// A TypeError for a bad argument from JS.
-Napi::Error ArgError(Napi::Env env, const std::string& message);
 
 }  // namespace honeytrap
 

@@ -6,7 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include "bpf-error.h"
+#include "js-error.h"
 
 namespace honeytrap {
 
@@ -26,14 +26,14 @@ Napi::Value MarkServedSocket(const Napi::CallbackInfo& info) {
   // A SYN that skips the queue leaves its header facts nowhere else: the kernel keeps a copy of each SYN's IP and TCP
   // headers for the socket accepted from it, read once with TCP_SAVED_SYN (ReadSavedSyn). Set first: the rule lets
   // SYNs past the queue as soon as the mark and the transparent flag are both set, and each of those needs its copy.
-  if (setsockopt(fd, IPPROTO_TCP, TCP_SAVE_SYN, &on, sizeof on) != 0) throw BpfError(env, "setsockopt(TCP_SAVE_SYN)", errno);
-  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) throw BpfError(env, "setsockopt(SO_MARK)", errno);
+  if (setsockopt(fd, IPPROTO_TCP, TCP_SAVE_SYN, &on, sizeof on) != 0) throw SysError(env, "setsockopt(TCP_SAVE_SYN)", errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) throw SysError(env, "setsockopt(SO_MARK)", errno);
   // Transparent only so that xt_socket's --transparent picks our sockets out of all listening ones: a listener bound
   // to the wildcard address behaves as before (it never binds a foreign address).
   const int level = family == 6 ? SOL_IPV6 : SOL_IP;
   const int option = family == 6 ? IPV6_TRANSPARENT : IP_TRANSPARENT;
   if (setsockopt(fd, level, option, &on, sizeof on) != 0) {
-    throw BpfError(env, family == 6 ? "setsockopt(IPV6_TRANSPARENT)" : "setsockopt(IP_TRANSPARENT)", errno);
+    throw SysError(env, family == 6 ? "setsockopt(IPV6_TRANSPARENT)" : "setsockopt(IP_TRANSPARENT)", errno);
   }
   return env.Undefined();
 }

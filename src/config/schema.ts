@@ -93,7 +93,7 @@ export const ConfigSchema = z.strictObject({
       // host's own rules; everything else meets those rules. One bit no other tool on the host uses (0x400000: bit 22).
       mark: z.number().int().min(1).max(0xffff_ffff).default(0x0040_0000),
       // SYNs to a port the sensor already listens on skip the queue; their facts come from the copy of the SYN the
-      // kernel saves with each connection (TCP_SAVE_SYN). Needs xt_socket, and the eBPF addon to mark the listeners
+      // kernel saves with each connection (TCP_SAVE_SYN). Needs xt_socket, and the socket addon to mark the listeners
       // (without it every SYN is queued as before). On by default: a busy port's SYNs no longer wait for the sensor.
       skipQueueForServedPorts: z.boolean().default(true),
     })

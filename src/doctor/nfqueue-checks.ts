@@ -2,7 +2,7 @@ import { access, readFile } from 'node:fs/promises'
 import { release } from 'node:os'
 import pino from 'pino'
 
-import { requireBpfAddon } from '../monitor/ebpf/bpf-native.js'
+import { loadSocketAddon } from '../monitor/served-socket.js'
 import { loadNfqueueAddon } from '../monitor/nfqueue-source.js'
 import { parseIptablesVersion, type IptablesVersion } from '../rules/iptables-listing.js'
 import { rulesStatus, type RulesStatus } from '../rules/iptables-runner.js'
@@ -127,7 +127,7 @@ const MATCHES_LOADED = ['/proc/net/ip_tables_matches', '/proc/net/ip6_tables_mat
 
 /**
  * rules.skipQueueForServedPorts (on by default): the `-m socket` rule needs xt_socket, and marking the listeners the
- * eBPF addon. Without either, every SYN still goes through the queue; only the first is fatal to `iptables install`.
+ * socket addon. Without either, every SYN still goes through the queue; only the first is fatal to `iptables install`.
  */
 async function queueSkipCheck(): Promise<Check> {
   const base = { id: 'nfqueue.queue-skip', monitor: 'nfqueue' } as const
@@ -142,17 +142,17 @@ async function queueSkipCheck(): Promise<Check> {
     }
   }
   try {
-    requireBpfAddon()
+    loadSocketAddon()
   } catch (err) {
     return {
       ...base,
       status: 'warn',
-      summary: 'the eBPF addon does not load: SYNs to ports already served go through the queue',
+      summary: 'the socket addon does not load: SYNs to ports already served go through the queue',
       detail: firstLine((err as Error).message),
       fix: 'apt-get install clang libbpf-dev build-essential, then npm run build:native',
     }
   }
-  return { ...base, status: 'ok', summary: 'SYNs to ports already served can skip the queue (xt_socket and the eBPF addon are there)' }
+  return { ...base, status: 'ok', summary: 'SYNs to ports already served can skip the queue (xt_socket and the socket addon are there)' }
 }
 
 function addonCheck(): Check {

@@ -5,7 +5,7 @@ import type * as Nfqueue from 'nfqueue'
 import type { AddressFamily } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { parsePacket } from './ip-packet.js'
-import { markServedSocket, readSavedSyn, requireBpfAddon } from './ebpf/bpf-native.js'
+import { loadSocketAddon, markServedSocket, readSavedSyn } from './served-socket.js'
 import type { AttemptHandler, ConnectionAttempt, MonitorStats, PacketSource } from './packet-source.js'
 
 /** What the monitor needs of the supervisor to let SYNs to its listeners skip the queue. */
@@ -97,7 +97,7 @@ export class NfqueueSource implements PacketSource {
     const target = this.#o.skipQueue
     if (target === null) return false
     try {
-      requireBpfAddon()
+      loadSocketAddon()
     } catch (err) {
       this.#log.warn({ err }, 'cannot mark listeners: every SYN goes through the queue, also to ports already served')
       return false
@@ -179,7 +179,7 @@ export class NfqueueSource implements PacketSource {
 }
 
 /** The attempt the kernel's saved copy of a connection's SYN describes, parsed like a queued one; null without it. */
-function attemptFromSavedSyn(socket: Socket): ConnectionAttempt | null {
+export function attemptFromSavedSyn(socket: Socket): ConnectionAttempt | null {
   const syn = readSavedSyn(socket)
   if (syn === null) return null
   const parsed = parsePacket(syn)

@@ -262,8 +262,8 @@ export class Supervisor {
   }
 
   /**
-   * Whether SYN facts come separately for connections the monitor did not see (the SYN-facts program is attached: every
-   * connection under eBPF, those past the queue under NFQUEUE): only then does such a session wait for its facts,
+   * Whether SYN facts come separately for connections the monitor did not see (the eBPF monitor's SYN-facts program is
+   * attached, for every steered connection): only then does such a session wait for its facts,
    * and its record for them, briefly, when it ends first.
    */
   expectSynFacts(on: boolean): void {

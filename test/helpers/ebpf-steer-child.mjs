@@ -9,7 +9,8 @@ import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { readFileSync } from 'node:fs'
-import { attachedLookupPrograms, listeningPorts, openSteering, openSynFacts, openUdpCatchAll, socketFd } from '../../dist/monitor/ebpf/bpf-native.js'
+import { attachedLookupPrograms, listeningPorts, openSteering, openSynFacts, openUdpCatchAll } from '../../dist/monitor/ebpf/bpf-native.js'
+import { socketFd } from '../../dist/monitor/socket-fd.js'
 import { parseProcNetPorts } from '../../dist/monitor/ebpf/port-owners.js'
 
 const config = JSON.parse(process.argv[2] ?? '{}')

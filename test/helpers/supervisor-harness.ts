@@ -63,9 +63,9 @@ export async function freeUdpPort(): Promise<number> {
   return port
 }
 
-export function attemptFor(protocol: Protocol, dstPort: number, src: { address?: string; port?: number; dstAddress?: string } = {}): ConnectionAttempt {
+export function attemptFor(protocol: Protocol, dstPort: number, src: { address?: string; port?: number; dstAddress?: string; family?: 4 | 6 } = {}): ConnectionAttempt {
   return {
-    family: 4,
+    family: src.family ?? 4,
     protocol,
     srcAddress: src.address ?? LOOPBACK,
     srcPort: src.port ?? 40_000,
@@ -90,7 +90,7 @@ export interface Harness {
   readonly limiter: SourceLimiter
   readonly responders: ResponderSet
   /** Calls onAttempt for a TCP or UDP port and waits until it settles. */
-  attempt(protocol: Protocol, port: number, src?: { address?: string; port?: number; dstAddress?: string }): Promise<void>
+  attempt(protocol: Protocol, port: number, src?: { address?: string; port?: number; dstAddress?: string; family?: 4 | 6 }): Promise<void>
   /** Waits until the sink holds at least `count` attacks. */
   attacksReady(count: number): Promise<Attack[]>
 }
@@ -142,10 +142,10 @@ export interface TcpClient {
   readonly closed: Promise<{ readonly gotEnd: boolean; readonly errorCode: string | undefined }>
 }
 
-/** Connects to 127.0.0.1:port; rejects with the connect error (ECONNREFUSED when nothing listens). */
-export function connectTcp(port: number): Promise<TcpClient> {
+/** Connects to 127.0.0.1:port (or `host`, from `localPort` if given); rejects with the connect error (ECONNREFUSED when nothing listens). */
+export function connectTcp(port: number, options: { readonly host?: string; readonly localPort?: number } = {}): Promise<TcpClient> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: LOOPBACK, port })
+    const socket = connect({ host: options.host ?? LOOPBACK, port, ...(options.localPort !== undefined && { localPort: options.localPort }) })
     onTestFinished(() => {
       socket.destroy()
     })

@@ -16,6 +16,10 @@ import {
   udpClient,
   waitFor,
 } from '../helpers/supervisor-harness.js'
+import { describeNetns } from '../helpers/netns-env.js'
+import { markServedSocket } from '../../src/monitor/served-socket.js'
+import { attemptFromSavedSyn } from '../../src/monitor/nfqueue-source.js'
+import type { ConnectionAttempt } from '../../src/monitor/packet-source.js'
 function ruleFor(port: number, rule: { mode?: 'normal' | 'ignore'; reply?: 'auto' | 'banner' | 'on-data' | 'silence' }): ConfigInput['ports'] {
   return { rules: [{ ports: `${port}/tcp`, mode: rule.mode ?? 'normal', reply: rule.reply ?? 'auto' }] }
 }
@@ -813,6 +817,111 @@ describe('UDP', () => {
     const [attack] = await h.attacksReady(1)
     expect(attack!.closeReason).toBe('evicted')
     expect(h.supervisor.stats()).toMatchObject({ evicted: 1, listeners: 1 })
+  })
+})
+
+describe('connections whose SYN skipped the queue (the NFQUEUE monitor reads the saved SYN)', () => {
+  const FACTS = { ttl: 57, ipId: 777, dontFragment: false, tcpWindow: 1_024, tcpFlags: 0x02, tcpOptions: [2], mss: 536, windowScale: null }
+  const unseen = (srcPort: number, dstPort: number): ConnectionAttempt => ({
+    family: 4,
+    protocol: 'tcp',
+    srcAddress: LOOPBACK,
+    srcPort,
+    dstAddress: '127.0.0.9',
+    dstPort,
+    facts: FACTS,
+  })
+
+  it('takes the attacked address and facts from the reader for a connection the monitor did not see', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    const asked: number[] = []
+    h.supervisor.readUnseenAttempts((socket) => {
+      asked.push(socket.remotePort ?? -1)
+      return unseen(socket.remotePort ?? -1, port)
+    })
+    await h.attempt('tcp', port) // binds; that attempt's own source port never connects
+    const client = await connectTcp(port)
+    client.socket.end('x')
+    const [attack] = await h.attacksReady(1)
+    expect(asked).toEqual([client.localPort])
+    expect(attack!.target).toEqual({ address: '127.0.0.9', port })
+    expect(attack!.synFacts).toEqual(FACTS)
+  })
+
+  it('does not ask the reader about a connection the monitor saw', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    let asked = 0
+    h.supervisor.readUnseenAttempts(() => {
+      asked++
+      return null
+    })
+    const localPort = await freeTcpPort()
+    await h.attempt('tcp', port, { port: localPort }) // the monitor saw this very connection's SYN
+    const client = await connectTcp(port, { localPort })
+    client.socket.end('x')
+    const [attack] = await h.attacksReady(1)
+    expect(asked).toBe(0)
+    expect(attack!.synFacts).not.toBeNull()
+  })
+
+  it('ignores an attempt for other ports, and stops asking a reader that throws', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    await h.attempt('tcp', port)
+    h.supervisor.readUnseenAttempts(() => unseen(1, port)) // not this connection's source port
+    const first = await connectTcp(port)
+    first.socket.end('a')
+    let calls = 0
+    h.supervisor.readUnseenAttempts(() => {
+      calls++
+      throw new Error('broken reader')
+    })
+    for (const text of ['b', 'c']) {
+      const client = await connectTcp(port)
+      client.socket.end(text)
+      await client.closed
+    }
+    const attacks = await h.attacksReady(3)
+    expect(attacks.map((a) => [a.payload.toString(), a.target.address, a.synFacts])).toEqual([
+      ['a', LOOPBACK, null],
+      ['b', LOOPBACK, null],
+      ['c', LOOPBACK, null],
+    ])
+    expect(calls).toBe(1)
+  })
+})
+
+describeNetns('saved SYNs through the real socket options (root: IP_TRANSPARENT needs CAP_NET_ADMIN)', () => {
+  it.each([
+    [4, LOOPBACK],
+    [6, '::1'],
+  ] as const)('IPv%i: a marked listener keeps each SYN, read once, with the facts the client sent', async (family, address) => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    h.supervisor.prepareListeners((server, f) => markServedSocket(server, f, 0x40_0000))
+    h.supervisor.readUnseenAttempts(attemptFromSavedSyn)
+    await h.attempt('tcp', port, { family, address, dstAddress: address })
+    const client = await connectTcp(port, { host: address })
+    client.socket.end('x')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.target).toEqual({ address, port })
+    // Linux's own SYN: DF on IPv4, MSS, SACK permitted, timestamps, NOP, window scale.
+    expect(attack!.synFacts).toMatchObject({ ttl: 64, dontFragment: family === 4, tcpFlags: 0x02, tcpOptions: [2, 4, 8, 1, 3] })
+    expect(attack!.synFacts?.ipId === null).toBe(family === 6)
+  })
+
+  it('a listener without the options keeps no SYN: the record has no facts', async () => {
+    const port = await freeTcpPort()
+    const h = await startSupervisor()
+    h.supervisor.readUnseenAttempts(attemptFromSavedSyn)
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.end('x')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.target).toEqual({ address: LOOPBACK, port })
+    expect(attack!.synFacts).toBeNull()
   })
 })
 

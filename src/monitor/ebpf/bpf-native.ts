@@ -1,6 +1,4 @@
 import { createRequire } from 'node:module'
-import type { Socket as DgramSocket } from 'node:dgram'
-import type { Server, Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Protocol } from '../../attack/attack.js'
 import { HoneytrapError } from '../../core/errors.js'
@@ -131,8 +129,6 @@ interface Addon {
   openSteering(options: { objectPath: string; netnsPath?: string }): NativeSteering
   openSynFacts(options: { objectPath: string; interfaces: readonly string[]; onRecords: (batch: Buffer) => void; hook: 'auto' | 'xdp' }): NativeSynFacts
   openUdpCatchAll(options: { port?: number; maxPayloadBytes?: number; onDatagrams: (batch: Buffer) => void }): NativeUdp
-  markServedSocket(fd: number, family: 4 | 6, mark: number): void
-  readSavedSyn(fd: number): Buffer | null
 }
 
 let addon: Addon | null = null
@@ -146,11 +142,6 @@ function loadAddon(): Addon {
     throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'the eBPF addon is not built; run `npm run build:native` (needs clang and libbpf-dev)', { cause: err })
   }
   return addon
-}
-
-/** Loads the addon now; throws HT_ERR_MONITOR_OPEN (how to build it) when it is not built. */
-export function requireBpfAddon(): void {
-  loadAddon()
 }
 
 /** Runs one addon call; its Error (message naming the libbpf step and errno) becomes the cause of a HoneytrapError. */
@@ -273,42 +264,4 @@ export function openUdpCatchAll(options: UdpCatchAllOptions): UdpCatchAllHandle 
       udp.close()
     },
   }
-}
-
-/**
- * The file descriptor under a listening net.Server or a bound dgram socket, for setSocket. Node has no public API
- * for it: a dgram socket keeps its UDP handle under the symbol described 'state symbol' (its `_handle` getter is
- * deprecated, DEP0112), a server its TCP handle in `_handle` (Node 20 to 24). Throws when neither is there (not
- * listening or bound yet, or Node changed).
- */
-/**
- * Gives a listening socket of the sensor the mark bits and IP(V6)_TRANSPARENT, so that the NFQUEUE rules let SYNs to
- * it skip the queue (docs/iptables.md), and TCP_SAVE_SYN, so that each connection accepted from it keeps the headers of
- * its SYN for readSavedSyn. Throws HT_ERR_MONITOR_OPEN when the addon is missing or the kernel refuses.
- */
-export function markServedSocket(server: Server, family: 4 | 6, mark: number): void {
-  const native = loadAddon()
-  call('marking a listener', () => native.markServedSocket(socketFd(server), family, mark))
-}
-
-/**
- * The IP and TCP headers of the SYN that opened `socket`, accepted from a listener that markServedSocket prepared
- * (TCP_SAVED_SYN): what the queue would have shown of it. Null when the kernel kept none (a SYN cookie, a listener
- * without TCP_SAVE_SYN) or the socket is already closed. The kernel frees its copy on this read, so it is read once.
- */
-export function readSavedSyn(socket: Socket): Buffer | null {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
-  if (typeof fd !== 'number' || fd < 0) return null
-  return loadAddon().readSavedSyn(fd)
-}
-
-export function socketFd(owner: Server | DgramSocket): number {
-  const state = Object.getOwnPropertySymbols(owner).find((s) => s.description === 'state symbol')
-  const handle =
-    state === undefined
-      ? (owner as unknown as { _handle?: unknown })._handle
-      : (owner as unknown as Record<symbol, { handle?: unknown } | undefined>)[state]?.handle
-  const fd = (handle as { fd?: unknown } | undefined | null)?.fd
-  if (typeof fd !== 'number' || fd < 0) throw new HoneytrapError('HT_ERR_MONITOR_OPEN', 'cannot find the socket file descriptor (not listening yet?)')
-  return fd
 }
