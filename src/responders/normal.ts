@@ -25,18 +25,16 @@ class NormalSession implements EndableSession, IdleMember {
   readonly conn: Connection
   readonly options: NormalResponderOptions
   readonly idle: IdleSweeper<NormalSession>
-  readonly resolve: (reason: CloseReason) => void
   done = false
   answered = false
   replies = 0
   idleTick = 0
   silenceTimer: NodeJS.Timeout | undefined
 
-  constructor(conn: Connection, options: NormalResponderOptions, idle: IdleSweeper<NormalSession>, resolve: (reason: CloseReason) => void) {
+  constructor(conn: Connection, options: NormalResponderOptions, idle: IdleSweeper<NormalSession>) {
     this.conn = conn
     this.options = options
     this.idle = idle
-    this.resolve = resolve
   }
 
   start(handOver: HandOver | undefined): void {
@@ -104,7 +102,7 @@ class NormalSession implements EndableSession, IdleMember {
         socket.end()
       } else socket.resetAndDestroy()
     }
-    this.resolve(reason)
+    this.conn.ended(reason)
   }
 }
 
@@ -147,8 +145,8 @@ export function createNormalResponder(options: NormalResponderOptions): Responde
   const idle = new IdleSweeper<NormalSession>(options.idleTimeoutMs)
   return {
     mode: 'normal',
-    handle(conn: Connection, handOver?: HandOver): Promise<CloseReason> {
-      return new Promise<CloseReason>((resolve) => new NormalSession(conn, options, idle, resolve).start(handOver))
+    handle(conn: Connection, handOver?: HandOver): void {
+      new NormalSession(conn, options, idle).start(handOver)
     },
   }
 }

@@ -26,7 +26,6 @@ function connectFailure(err: NodeJS.ErrnoException): FallbackReason {
 class RelaySession implements EndableSession {
   readonly #conn: Connection
   readonly #o: RelayResponderOptions
-  readonly #resolve: (reason: CloseReason) => void
   readonly #early: Buffer[] = []
   #earlyBytes = 0
   #attackerEnded = false
@@ -36,10 +35,9 @@ class RelaySession implements EndableSession {
   #relay: TcpRelay | null = null
   #settled = false // relaying, fallen back, or ended: the connect phase is over
 
-  constructor(conn: Connection, options: RelayResponderOptions, resolve: (reason: CloseReason) => void) {
+  constructor(conn: Connection, options: RelayResponderOptions) {
     this.#conn = conn
     this.#o = options
-    this.#resolve = resolve
   }
 
   start(): void {
@@ -63,7 +61,7 @@ class RelaySession implements EndableSession {
       socket.once('finish', () => socket.destroy())
       socket.end()
     }
-    this.#resolve(reason)
+    this.#conn.ended(reason)
   }
 
   #onEarlyData = (chunk: Buffer): void => {
@@ -86,7 +84,7 @@ class RelaySession implements EndableSession {
     if (this.#settled) return
     this.#abandon()
     this.#conn.socket.destroy()
-    this.#resolve(reason)
+    this.#conn.ended(reason)
   }
 
   #onPlan(plan: RelayPlan): void {
@@ -120,7 +118,7 @@ class RelaySession implements EndableSession {
       (reason) => {
         lease.release()
         if (reason === 'budget-spent') this.#o.stats.budgetCut(this.#o.planner.mode)
-        this.#resolve(reason)
+        this.#conn.ended(reason)
       },
     )
     this.#relay = relay
@@ -138,7 +136,15 @@ class RelaySession implements EndableSession {
     const handOver = { dataSeen: this.#earlyBytes > 0, peerEnded: this.#attackerEnded }
     this.#early.length = 0
     if (socket.isPaused()) socket.resume()
-    this.#o.fallback.handle(this.#conn, handOver).then(this.#resolve, () => this.#resolve('peer-reset'))
+    try {
+      this.#o.fallback.handle(this.#conn, handOver)
+    } catch (err) {
+      // A responder bug, not attacker behaviour; this runs from a socket or timer callback, where a throw would end
+      // the process.
+      log.error({ err }, 'fallback responder failed')
+      socket.destroy()
+      this.#conn.ended('peer-reset')
+    }
   }
 
   /** Leaves the connect phase: no more early handlers, no target connection, no lease. */
@@ -169,8 +175,8 @@ class RelaySession implements EndableSession {
 export function createRelayResponder(options: RelayResponderOptions): Responder {
   return {
     mode: options.planner.mode,
-    handle(conn: Connection): Promise<CloseReason> {
-      return new Promise<CloseReason>((resolve) => new RelaySession(conn, options, resolve).start())
+    handle(conn: Connection): void {
+      new RelaySession(conn, options).start()
     },
   }
 }

@@ -19,6 +19,8 @@ export interface Connection {
    * of the bookkeeping on a hot port.
    */
   register(session: EndableSession): void
+  /** The responder's last word: the session is over, for this reason. The first call counts; later ones are ignored. */
+  ended(reason: CloseReason): void
 }
 
 /** A session the supervisor can end; `end` is idempotent. */
@@ -35,8 +37,11 @@ export interface HandOver {
 /** Serves TCP connections in one mode. */
 export interface Responder {
   readonly mode: ResponderMode
-  /** Serves one connection to its end; resolves with why it ended and never rejects for peer misbehaviour. */
-  handle(conn: Connection, handOver?: HandOver): Promise<CloseReason>
+  /**
+   * Serves one connection to its end, then calls conn.ended with why; never throws for peer misbehaviour. A callback,
+   * not a promise: ten thousand held connections would each keep a promise, its resolvers and its reactions.
+   */
+  handle(conn: Connection, handOver?: HandOver): void
 }
 
 /** One UDP session (one peer address and port) as a datagram responder sees it. */

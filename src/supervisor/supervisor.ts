@@ -65,13 +65,24 @@ class TcpConnection implements Connection, OpenSession {
   readonly policy: PortPolicy
   readonly recorder: AttackRecorder
   readonly log: Logger
+  readonly listener: TcpListener | null // null: steered by the eBPF monitor into its one socket
+  readonly #onEnded: (conn: TcpConnection, reason: CloseReason) => void // the supervisor's, shared by every connection
   control: EndableSession | undefined = undefined
+  #ended = false
 
-  constructor(socket: Socket, policy: PortPolicy, recorder: AttackRecorder, log: Logger) {
+  constructor(socket: Socket, policy: PortPolicy, recorder: AttackRecorder, log: Logger, listener: TcpListener | null, onEnded: (conn: TcpConnection, reason: CloseReason) => void) {
     this.socket = socket
     this.policy = policy
     this.recorder = recorder
     this.log = log
+    this.listener = listener
+    this.#onEnded = onEnded
+  }
+
+  ended(reason: CloseReason): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#onEnded(this, reason)
   }
 
   get source(): Endpoint {
@@ -501,21 +512,22 @@ export class Supervisor {
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
     else if (this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
-    const conn = new TcpConnection(socket, policy, recorder, log)
+    const conn = new TcpConnection(socket, policy, recorder, log, listener, this.#tcpEnded)
     this.#sessions.add(conn)
     listener?.sessionStarted()
     log.debug({ sport: srcPort }, 'connection accepted')
-    // 'ignore' ports are never bound; a listener bound before its policy said so is served like a normal port.
-    this.#o.responders[policy.mode === 'ignore' ? 'normal' : policy.mode].handle(conn).then(
-      (reason) => this.#endSession(conn, recorder, reason, listener),
-      (err: unknown) => {
-        // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
-        log.error({ err }, 'responder failed')
-        socket.destroy()
-        this.#endSession(conn, recorder, 'peer-reset', listener)
-      },
-    )
+    try {
+      // 'ignore' ports are never bound; a listener bound before its policy said so is served like a normal port.
+      this.#o.responders[policy.mode === 'ignore' ? 'normal' : policy.mode].handle(conn)
+    } catch (err) {
+      // A responder bug, not attacker behaviour: keep the evidence, log the stack, drop the socket.
+      log.error({ err }, 'responder failed')
+      socket.destroy()
+      conn.ended('peer-reset')
+    }
   }
+
+  readonly #tcpEnded = (conn: TcpConnection, reason: CloseReason): void => this.#endSession(conn, conn.recorder, reason, conn.listener)
 
   /** The attacked address and SYN facts of a connection whose SYN skipped the queue, when the monitor can read them. */
   #unseenTarget(socket: Socket, srcPort: number, port: number): SeenAttempt | null {
