@@ -130,10 +130,21 @@ const MATCHES_LOADED = ['/proc/net/ip_tables_matches', '/proc/net/ip6_tables_mat
  * socket addon. Without either, every SYN still goes through the queue; only the first is fatal to `iptables install`.
  */
 async function queueSkipCheck(): Promise<Check> {
-  const base = { id: 'nfqueue.queue-skip', monitor: 'nfqueue' } as const
   const loaded = await Promise.all(MATCHES_LOADED.map((path) => readFile(path, 'utf8').catch(() => '')))
-  const inKernel = loaded.some((text) => text.split('\n').includes('socket')) || (await execBounded('modprobe', ['-n', '-q', 'xt_socket'])).exitCode === 0
-  if (!inKernel) {
+  const socketMatch = loaded.some((text) => text.split('\n').includes('socket')) || (await execBounded('modprobe', ['-n', '-q', 'xt_socket'])).exitCode === 0
+  let addonError: string | null = null
+  try {
+    loadSocketAddon()
+  } catch (err) {
+    addonError = firstLine((err as Error).message)
+  }
+  return queueSkipVerdict({ socketMatch, addonError })
+}
+
+/** The queue-skip check from what was found: whether xt_socket is in the kernel (or loadable), why the addon failed. Pure. */
+export function queueSkipVerdict(found: { readonly socketMatch: boolean; readonly addonError: string | null }): Check {
+  const base = { id: 'nfqueue.queue-skip', monitor: 'nfqueue' } as const
+  if (!found.socketMatch) {
     return {
       ...base,
       status: 'warn',
@@ -141,14 +152,12 @@ async function queueSkipCheck(): Promise<Check> {
       fix: 'set rules.skipQueueForServedPorts: false (every SYN then goes through the queue), or use a kernel with CONFIG_NETFILTER_XT_MATCH_SOCKET',
     }
   }
-  try {
-    loadSocketAddon()
-  } catch (err) {
+  if (found.addonError !== null) {
     return {
       ...base,
       status: 'warn',
       summary: 'the socket addon does not load: SYNs to ports already served go through the queue',
-      detail: firstLine((err as Error).message),
+      detail: found.addonError,
       fix: 'apt-get install clang libbpf-dev build-essential, then npm run build:native',
     }
   }

@@ -15,6 +15,7 @@ import {
   parseKernelRelease,
   type CapabilityName,
 } from '../../src/doctor/kernel-checks.js'
+import { queueSkipVerdict } from '../../src/doctor/nfqueue-checks.js'
 import { interfacesCheck } from '../../src/doctor/pcap-checks.js'
 import type { DoctorReport } from '../../src/doctor/run-doctor.js'
 
@@ -168,6 +169,21 @@ describe('parseOurPrograms', () => {
     ])
     expect(parseOurPrograms(progs, '[]', 1)[0]?.links).toEqual([])
     expect(parseOurPrograms('[]', links, null)).toEqual([])
+  })
+})
+
+describe('queueSkipVerdict', () => {
+  it('is ok with xt_socket and the socket addon, and warns with the fix for each missing one', () => {
+    expect(queueSkipVerdict({ socketMatch: true, addonError: null })).toMatchObject({ id: 'nfqueue.queue-skip', monitor: 'nfqueue', status: 'ok' })
+    const noMatch = queueSkipVerdict({ socketMatch: false, addonError: null })
+    expect(noMatch).toMatchObject({ status: 'warn' })
+    expect(noMatch.summary).toContain('xt_socket')
+    expect(noMatch.fix).toContain('rules.skipQueueForServedPorts: false')
+    // The kernel matters first: without xt_socket the rule cannot be installed, whatever the addon.
+    expect(queueSkipVerdict({ socketMatch: false, addonError: 'not built' }).summary).toContain('xt_socket')
+    const noAddon = queueSkipVerdict({ socketMatch: true, addonError: 'the socket addon is not built' })
+    expect(noAddon).toMatchObject({ status: 'warn', detail: 'the socket addon is not built' })
+    expect(noAddon.fix).toContain('npm run build:native')
   })
 })
 
