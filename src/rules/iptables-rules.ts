@@ -80,7 +80,7 @@ export function buildAcceptRule(mark: number): string[] {
 
 /**
  * A SYN to a listener of the sensor's own skips the queue: the sensor marks its per-port TCP listeners (SO_MARK and
- * IP_TRANSPARENT, src/monitor/nfqueue-source.ts), xt_socket finds the listener a SYN is for and, for a transparent
+ * IP_TRANSPARENT, src/monitor/served-socket.ts), xt_socket finds the listener a SYN is for and, for a transparent
  * socket only, copies its mark to the packet, and the packet returns to INPUT carrying the mark the filter chain
  * accepts. A real service's socket is not transparent, so its SYNs keep their mark and go on to the queue, where the
  * sensor leaves them to the host's rules.

@@ -510,7 +510,7 @@ export class Supervisor {
     const recorder = new AttackRecorder({ protocol: 'tcp', family, mode: policy.mode, source, target, maxAttackBytes: this.#o.maxAttackBytes, maxTranscriptChunks: this.#o.maxTranscriptChunks })
     // Steered by the eBPF monitor: the facts come from the SYN-facts program when it runs, before or after this accept.
     if (seen?.facts != null) recorder.setSynFacts(seen.facts)
-    else if (this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
+    else if (listener === null && this.#synFactsExpected) this.#awaitingFacts.set(`tcp|${srcAddress}|${srcPort}|${port}`, recorder)
     const log = this.#log.isLevelEnabled('debug') ? this.#log.child({ attackId: recorder.id, src: srcAddress, dport: port }) : this.#log
     const conn = new TcpConnection(socket, policy, recorder, log, listener, this.#tcpEnded)
     this.#sessions.add(conn)
