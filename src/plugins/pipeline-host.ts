@@ -2,7 +2,8 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { HoneytrapError } from '../core/errors.js'
 import { asBuffer, runKey, type PipelineJob, type RunResult, type SubjectRecord } from './pipeline.js'
-import { compiledScript, type PipelineSettings } from './pipeline-settings.js'
+import { compiledScript } from '../core/compiled-script.js'
+import type { PipelineSettings } from './pipeline-settings.js'
 import type { FromWorker, ToWorker } from './plugin-worker.js'
 
 // How long past plugins.timeoutMs a run may go without reporting before its worker counts as blocked. The worker's
@@ -159,7 +160,7 @@ export class PluginHost {
   }
 
   async #spawn(): Promise<void> {
-    const worker = new Worker(compiledScript('plugin-worker.js'), {
+    const worker = new Worker(compiledScript(import.meta.url, 'plugin-worker.js'), {
       workerData: this.#settings,
       resourceLimits: { maxOldGenerationSizeMb: this.#settings.plugins.maxMemoryMb },
       stdout: false,

@@ -3,7 +3,8 @@ import type { Logger } from 'pino'
 import { HoneytrapError, type ErrorCode } from '../core/errors.js'
 import type { LivePipelineStats } from './live-pipeline.js'
 import type { FromPipelineProcess, ToPipelineProcess } from './pipeline-process.js'
-import { compiledScript, type PipelineSettings } from './pipeline-settings.js'
+import { compiledScript } from '../core/compiled-script.js'
+import type { PipelineSettings } from './pipeline-settings.js'
 
 /** The sensor's handle on its pipeline process. */
 export interface PipelineHandle {
@@ -106,7 +107,7 @@ export async function startPipeline(settings: PipelineSettings, log: Logger): Pr
 
 /** One pipeline process, resolved once it reports its plugins loaded. */
 function launch(settings: PipelineSettings): Promise<ChildProcess> {
-  const child = spawn('nice', ['-n', String(settings.plugins.nice), process.execPath, compiledScript('pipeline-process.js')], {
+  const child = spawn('nice', ['-n', String(settings.plugins.nice), process.execPath, compiledScript(import.meta.url, 'pipeline-process.js')], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
   })

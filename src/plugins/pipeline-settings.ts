@@ -1,5 +1,4 @@
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Config } from '../config/schema.js'
 
 /**
@@ -24,14 +23,4 @@ export function pipelineSettings(config: Config): PipelineSettings {
     quarantineDir: config.plugins.downloads.quarantineDir ?? join(dataDir, 'quarantine'),
     logLevel: config.log.level,
   }
-}
-
-/**
- * A compiled script of this folder. Threads and child processes cannot run TypeScript sources, so code running from
- * src/ (the test runner) uses the build in dist/, which `npm test` makes first.
- */
-export function compiledScript(name: string): string {
-  const here = new URL('.', import.meta.url)
-  const url = import.meta.url.endsWith('.ts') ? new URL(`../../dist/plugins/${name}`, here) : new URL(name, here)
-  return fileURLToPath(url)
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Attack } from '../attack/attack.js'
-import { SqliteWriter } from './sqlite-writer.js'
+import { isLockError, SqliteWriter, type BatchResult } from './sqlite-writer.js'
 import type { AttackStore, StoreStats } from './store.js'
 
 export interface SqliteStoreOptions {
@@ -10,14 +10,23 @@ export interface SqliteStoreOptions {
   readonly maxQueuedAttacks: number // bound on attacks enqueued but not yet committed; past it enqueue drops
   readonly maxQueuedBytes: number // bound on their payload + response bytes; keep it above twice responder.maxAttackBytes
   readonly log: Logger
-  readonly busyTimeoutMs?: number // how long a write waits for a lock held by another connection; default 1000
-  readonly maxWriteAttempts?: number // tries per batch before it is salvaged row by row and the rest dropped; default 5
-  readonly retryBaseDelayMs?: number // first retry delay, doubled each attempt; default 100
+  readonly busyTimeoutMs?: number // how long one write waits for a lock held by another connection; default 0
+  readonly maxWriteAttempts?: number // tries per failing batch before it is salvaged row by row and the rest dropped; default 5
+  readonly retryBaseDelayMs?: number // first retry delay after a failure, doubled each attempt; default 100
+  readonly closeLockWaitMs?: number // at close, how long a locked database is waited for before the rest is dropped; default 10,000
 }
 
-// better-sqlite3 waits for a lock synchronously, on the event loop that also gives NFQUEUE verdicts: keep it short
-// and let the store's own retries (timers, not blocking) cover longer locks.
-const DEFAULT_BUSY_TIMEOUT_MS = 1_000
+// better-sqlite3 waits for a lock synchronously, on the event loop that also gives NFQUEUE verdicts and accepts
+// connections. Another process holding the write lock (the plugin pipeline, `db retention` or `db vacuum`, an analyst's
+// sqlite3 shell) must never stall capture: a write does not wait at all, and a locked database is tried again from a
+// timer, for as long as the lock is held. The queue bounds cap what waits meanwhile.
+// (The plugin pipeline runs at nice 19: on a saturated machine one of its transactions can take far longer than its
+// own work, and a sensor waiting out a 1 s busy timeout held every SYN in the queue with it.)
+const DEFAULT_BUSY_TIMEOUT_MS = 0
+const LOCK_RETRY_FIRST_MS = 10
+const LOCK_RETRY_MAX_MS = 500
+const LOCK_WARN_AFTER_MS = 1_000
+const DEFAULT_CLOSE_LOCK_WAIT_MS = 10_000
 const DEFAULT_MAX_WRITE_ATTEMPTS = 5
 const DEFAULT_RETRY_BASE_DELAY_MS = 100
 // A batch is also written once its payloads and responses reach this size, so one transaction never holds the loop for long.
@@ -52,6 +61,7 @@ class SqliteStore implements AttackStore {
   readonly #log: Logger
   readonly #maxAttempts: number
   readonly #retryBaseDelayMs: number
+  readonly #closeLockWaitMs: number
   #closed = false
 
   #pending: Attack[] = [] // the batch being filled
@@ -60,8 +70,13 @@ class SqliteStore implements AttackStore {
   #windowTimer: NodeJS.Timeout | undefined
   #writeImmediate: NodeJS.Immediate | undefined
   #retryTimer: NodeJS.Timeout | undefined
-  #attempt = 0
+  #attempt = 0 // failed attempts of the head batch; a locked database is not a failure and does not count
   #flushWaiters: (() => void)[] = []
+  #closing = false
+  #closingSinceMs = 0
+  #lockedSinceMs: number | null = null // when the head batch first found the database locked, in this wait
+  #lockRetries = 0 // of the head batch in this wait, for the retry delay
+  #lockWarned = false
 
   // Everything enqueued and not yet written counts against the bounds.
   #queuedCount = 0
@@ -70,6 +85,7 @@ class SqliteStore implements AttackStore {
   #dropped = 0
   #batches = 0
   #writeErrors = 0
+  #lockWaits = 0
   #droppedSinceWarn = 0
   #lastDropWarnMs = Number.NEGATIVE_INFINITY
 
@@ -79,6 +95,7 @@ class SqliteStore implements AttackStore {
     this.#log = log
     this.#maxAttempts = options.maxWriteAttempts ?? DEFAULT_MAX_WRITE_ATTEMPTS
     this.#retryBaseDelayMs = options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS
+    this.#closeLockWaitMs = options.closeLockWaitMs ?? DEFAULT_CLOSE_LOCK_WAIT_MS
   }
 
   enqueue(attack: Attack): void {
@@ -107,15 +124,20 @@ class SqliteStore implements AttackStore {
 
   async close(): Promise<void> {
     if (this.#closed) return
+    if (!this.#closing) {
+      this.#closing = true
+      this.#closingSinceMs = performance.now()
+    }
     await this.flush()
     this.#closed = true
-    this.#writer.close()
+    const checkpointStats = this.#writer.checkpointStats()
+    await this.#writer.close()
     if (this.#droppedSinceWarn > 0) this.#warnDrops('closed')
-    this.#log.info(this.stats(), 'store closed')
+    this.#log.info({ ...this.stats(), checkpoints: checkpointStats }, 'store closed')
   }
 
   stats(): StoreStats {
-    return { queued: this.#queuedCount, written: this.#written, dropped: this.#dropped, batches: this.#batches, writeErrors: this.#writeErrors }
+    return { queued: this.#queuedCount, written: this.#written, dropped: this.#dropped, batches: this.#batches, writeErrors: this.#writeErrors, lockWaits: this.#lockWaits }
   }
 
   #seal(): void {
@@ -151,20 +173,50 @@ class SqliteStore implements AttackStore {
   #writeHead(): boolean {
     const batch = this.#sealed[0]
     if (batch === undefined || this.#retryTimer !== undefined) return false
-    this.#attempt += 1
-    const result = this.#writer.write(batch, this.#attempt >= this.#maxAttempts)
+    const result = this.#writer.write(batch, this.#attempt + 1 >= this.#maxAttempts)
+    if (result.error !== null && isLockError(result.error)) {
+      if (this.#lockWaitOver()) {
+        // Shutting down and still locked after the wait: nothing can be written, row by row neither.
+        this.#writeErrors += 1
+        this.#log.error({ err: result.error, dropped: batch.length, waitedMs: this.#closeLockWaitMs }, 'store dropped attacks: the database stayed locked by another process while the sensor stopped')
+        return this.#finishHead(batch, { written: 0, dropped: batch.length, committed: false, error: null })
+      }
+      this.#lockWaits += 1
+      const now = performance.now()
+      this.#lockedSinceMs ??= now
+      // Short waits are routine (the checkpoint worker takes the lock for a moment after each checkpoint): say so only
+      // when one lasts.
+      if (!this.#lockWarned && now - this.#lockedSinceMs >= LOCK_WARN_AFTER_MS) {
+        this.#lockWarned = true
+        this.#log.warn(
+          { waitedMs: Math.round(now - this.#lockedSinceMs), queued: this.#queuedCount },
+          'store waiting for the database lock held by another connection (plugin pipeline, db retention or vacuum, a sqlite3 shell); capture goes on and attacks queue until it is free',
+        )
+      }
+      this.#retryAfter(Math.min(LOCK_RETRY_FIRST_MS * 2 ** this.#lockRetries, LOCK_RETRY_MAX_MS))
+      this.#lockRetries += 1
+      return false
+    }
+    if (this.#lockedSinceMs !== null) {
+      if (this.#lockWarned) this.#log.info({ waitedMs: Math.round(performance.now() - this.#lockedSinceMs), queued: this.#queuedCount }, 'store has the database lock again')
+      this.#lockedSinceMs = null
+      this.#lockWarned = false
+      this.#lockRetries = 0
+    }
     if (result.error !== null) {
+      this.#attempt += 1
       this.#writeErrors += 1
       const delayMs = this.#retryBaseDelayMs * 2 ** (this.#attempt - 1)
       this.#log.warn({ err: result.error, attacks: batch.length, attempt: this.#attempt, retryInMs: delayMs }, 'store batch write failed')
-      this.#retryTimer = setTimeout(() => {
-        this.#retryTimer = undefined
-        this.#writeNow()
-        if (this.#sealed.length === 0) this.#resolveFlushes()
-      }, delayMs)
+      this.#retryAfter(delayMs)
       return false
     }
     if (!result.committed) this.#writeErrors += 1
+    return this.#finishHead(batch, result)
+  }
+
+  /** The head batch is done with: written, salvaged or dropped. */
+  #finishHead(batch: readonly Attack[], result: BatchResult): true {
     this.#sealed.shift()
     this.#attempt = 0
     this.#queuedCount -= batch.length
@@ -174,6 +226,22 @@ class SqliteStore implements AttackStore {
     if (result.committed) this.#batches += 1
     if (this.#sealed.length === 0) this.#resolveFlushes()
     return true
+  }
+
+  #retryAfter(delayMs: number): void {
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#writeNow()
+      if (this.#sealed.length === 0) this.#resolveFlushes()
+    }, delayMs)
+  }
+
+  /**
+   * Only a closing store stops waiting for the lock: a shutdown must end even while another process keeps the
+   * database locked. From then on a lock counts as a failed attempt, and the batch is salvaged or dropped (logged).
+   */
+  #lockWaitOver(): boolean {
+    return this.#closing && performance.now() - this.#closingSinceMs >= this.#closeLockWaitMs
   }
 
   #resolveFlushes(): void {

@@ -7,6 +7,7 @@ import type { Attack } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { migrate } from './migrate.js'
 import { printableText } from './printable-text.js'
+import { WalCheckpointer, type CheckpointerStats } from './wal-checkpointer.js'
 import { encodeSynFacts } from './syn-facts-column.js'
 
 /** What one write of a batch did. */
@@ -88,9 +89,25 @@ function hashRow(a: Attack): Row {
   }
 }
 
-function isConstraintError(err: unknown): boolean {
+function sqliteCode(err: unknown): string {
   const code: unknown = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')
+  return typeof code === 'string' ? code : ''
+}
+
+function isConstraintError(err: unknown): boolean {
+  return sqliteCode(err).startsWith('SQLITE_CONSTRAINT')
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds a lock the write needs; waiting is the fix. */
+export function isLockError(err: unknown): boolean {
+  return sqliteCode(err).startsWith('SQLITE_BUSY')
+}
+
+export interface SqliteWriterOptions {
+  readonly busyTimeoutMs: number
+  readonly log: Logger
+  /** Checkpoint the WAL on a worker thread (src/store/wal-checkpointer.ts), not in this connection's commits; default true. */
+  readonly checkpointInWorker?: boolean
 }
 
 /**
@@ -102,10 +119,13 @@ export class SqliteWriter {
   readonly #db: Database.Database
   readonly #log: Logger
   readonly #insertAll: (rows: readonly Row[]) => void
+  readonly #checkpointer: WalCheckpointer | null
+  readonly #hashed = new WeakMap<readonly Attack[], readonly Row[]>()
 
-  private constructor(db: Database.Database, log: Logger) {
+  private constructor(db: Database.Database, path: string, log: Logger, checkpointInWorker: boolean) {
     this.#db = db
     this.#log = log
+    this.#checkpointer = checkpointInWorker ? this.#startCheckpointer(path) : null
     const insert = db.prepare(INSERT_SQL)
     const insertResponse = db.prepare(INSERT_RESPONSE_SQL)
     const insertText = db.prepare(INSERT_TEXT_SQL)
@@ -126,7 +146,7 @@ export class SqliteWriter {
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database; throws HT_ERR_STORE_OPEN naming the path and fix. */
-  static open(path: string, options: { readonly busyTimeoutMs: number; readonly log: Logger }): SqliteWriter {
+  static open(path: string, options: SqliteWriterOptions): SqliteWriter {
     let db: Database.Database | undefined
     try {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
@@ -147,7 +167,7 @@ export class SqliteWriter {
       migrate(db)
       const schemaVersion = Number(db.pragma('user_version', { simple: true }))
       options.log.info({ path, schemaVersion }, 'store opened')
-      return new SqliteWriter(db, options.log)
+      return new SqliteWriter(db, path, options.log, options.checkpointInWorker ?? true)
     } catch (err) {
       db?.close()
       throw openError(path, err)
@@ -155,25 +175,58 @@ export class SqliteWriter {
   }
 
   /**
-   * Writes `attacks` in one transaction. On failure with `lastAttempt` false nothing is written and `error` says why
-   * (the store retries later). On the last attempt, or at once for a constraint violation (which would fail the same
-   * way every time), rows are written one by one so that one bad row costs only itself.
+   * Writes `attacks` in one transaction. On failure with `lastAttempt` false, or on a locked database, nothing is written
+   * and `error` says why (the store retries later). On the last attempt, or at once for a constraint violation (which
+   * would fail the same way every time), rows are written one by one so that one bad row costs only itself.
    */
   write(attacks: readonly Attack[], lastAttempt: boolean): BatchResult {
-    const rows = attacks.map(hashRow)
+    // A batch retried (after a lock, say) is not hashed again.
+    let rows = this.#hashed.get(attacks)
+    if (rows === undefined) {
+      rows = attacks.map(hashRow)
+      this.#hashed.set(attacks, rows)
+    }
     try {
       this.#insertAll(rows)
+      this.#checkpointer?.committed(rows.length)
       for (const row of rows) this.#logStored(row)
       return { written: rows.length, dropped: 0, committed: true, error: null }
     } catch (err) {
-      if (!lastAttempt && !isConstraintError(err)) return { written: 0, dropped: 0, committed: false, error: err }
+      // A locked database is for the store to wait out; row by row, every row would find it locked too.
+      if (isLockError(err) || (!lastAttempt && !isConstraintError(err))) return { written: 0, dropped: 0, committed: false, error: err }
       return this.#salvage(rows, err)
     }
   }
 
-  /** Checkpoints the WAL into the main file and closes; -wal and -shm go away with the last connection. */
-  close(): void {
+  /**
+   * Ends the checkpoint worker, then checkpoints the WAL into the main file and closes; -wal and -shm go away with the
+   * last connection, which this one then is (unless another process has the database open).
+   */
+  async close(): Promise<void> {
+    await this.#checkpointer?.close()
     if (this.#db.open) this.#db.close()
+  }
+
+  /** What the checkpoint worker did; null when the writer checkpoints on its own commits. */
+  checkpointStats(): CheckpointerStats | null {
+    return this.#checkpointer?.stats() ?? null
+  }
+
+  /** The WAL size, in pages, at which a commit of this connection checkpoints; 0 while the worker does it. */
+  get autocheckpointPages(): number {
+    return Number(this.#db.pragma('wal_autocheckpoint', { simple: true }))
+  }
+
+  #startCheckpointer(path: string): WalCheckpointer {
+    const defaultPages = this.autocheckpointPages
+    this.#db.pragma('wal_autocheckpoint = 0')
+    return new WalCheckpointer({
+      path,
+      log: this.#log,
+      onUnavailable: () => {
+        if (this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${defaultPages}`)
+      },
+    })
   }
 
   #salvage(rows: readonly Row[], firstError: unknown): BatchResult {
@@ -190,6 +243,7 @@ export class SqliteWriter {
         if (!isConstraintError(err)) break
       }
     }
+    if (written > 0) this.#checkpointer?.committed(written)
     const dropped = rows.length - written
     if (dropped > 0) this.#log.warn({ err: lastError, dropped, written }, 'store dropped attacks after repeated write failures')
     return { written, dropped, committed: false, error: null }

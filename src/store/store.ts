@@ -1,12 +1,13 @@
 import type { Attack } from '../attack/attack.js'
 
-/** Counters of one store since it was opened; all are attack counts except `batches` and `writeErrors`. */
+/** Counters of one store since it was opened; all are attack counts except `batches`, `writeErrors` and `lockWaits`. */
 export interface StoreStats {
   readonly queued: number // enqueued, not yet committed (waiting for its batch or in flight to the writer)
   readonly written: number // committed to the database
   readonly dropped: number // never written: queue full, store closed, writer gone, or a batch that kept failing
   readonly batches: number // batches committed (one transaction each)
-  readonly writeErrors: number // failed write attempts, retries included
+  readonly writeErrors: number // failed write attempts, retries included (a locked database is not one)
+  readonly lockWaits: number // write attempts that found the database locked by another process and were tried again later
 }
 
 /**

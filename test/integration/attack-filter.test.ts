@@ -285,14 +285,14 @@ describe('attacks stats, either way it is computed', () => {
     }
   }
 
-  it('gives the figures the selected rows give, for filters of every kind', () => {
+  it('gives the figures the selected rows give, for filters of every kind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ht-stats-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     const dbPath = join(dir, 'attacks.db')
     const endMs = Date.UTC(2026, 10, 1)
     const writer = SqliteWriter.open(dbPath, { busyTimeoutMs: 1_000, log: pino({ level: 'silent' }) })
     for (const batch of corpusBatches({ count: 3_000, endMs, spanMs: 2 * 86_400_000, seed: 7 }, 250)) writer.write(batch, true)
-    writer.close()
+    await writer.close()
     const db = openAttackDatabase(dbPath)
     onTestFinished(() => {
       db.close()

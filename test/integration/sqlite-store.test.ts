@@ -45,6 +45,21 @@ function storeOptions(path: string, overrides: Partial<SqliteStoreOptions> = {})
   }
 }
 
+/** A pino logger at info whose lines land in `lines`, parsed. */
+function capturingLog(): { log: Logger; lines: { level: number; msg?: string; waitedMs?: number }[] } {
+  const lines: { level: number; msg?: string; waitedMs?: number }[] = []
+  const log = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done): void {
+        lines.push(JSON.parse(chunk.toString('utf8')) as { level: number })
+        done()
+      },
+    }),
+  )
+  return { log, lines }
+}
+
 let port = 1024
 function makeAttack(payload: Buffer, overrides: Partial<Attack> = {}): Attack {
   const startedAtMs = Date.now()
@@ -471,36 +486,81 @@ describe('sqlite store', () => {
     expect(seen.some((n) => n > 0 && n < 2000)).toBe(true)
   })
 
-  it('retries a batch while the database is locked, then writes it', async () => {
+  it('waits out a lock held by another process without stalling the event loop, and loses nothing', async () => {
     const { dir, track } = useTempDir()
     const path = join(dir, 'attacks.db')
-    const store = await createSqliteStore(storeOptions(path, { busyTimeoutMs: 20, retryBaseDelayMs: 20, maxWriteAttempts: 8 }))
+    const { log, lines } = capturingLog()
+    // Default busy timeout: what the sensor runs with.
+    const store = await createSqliteStore(storeOptions(path, { batchWindowMs: 10, log }))
     track(store)
     const locker = new Database(path)
     track(locker)
     locker.exec('BEGIN EXCLUSIVE')
-    const attack = makeAttack(Buffer.from('locked out'))
-    store.enqueue(attack)
-    const flushed = store.flush()
-    await until(() => store.stats().writeErrors >= 2)
+    // The event loop's longest gap while the lock is held: a write waiting out the lock on the loop would show here.
+    let last = performance.now()
+    let longestGapMs = 0
+    const ticker = setInterval(() => {
+      const now = performance.now()
+      longestGapMs = Math.max(longestGapMs, now - last)
+      last = now
+    }, 5)
+    const attacks: Attack[] = []
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 20; i++) {
+        const attack = makeAttack(Buffer.from(`locked out ${round} ${i}`))
+        attacks.push(attack)
+        store.enqueue(attack)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 150))
+    }
+    clearInterval(ticker)
+    expect(store.stats()).toMatchObject({ written: 0, dropped: 0, writeErrors: 0, queued: 200 })
+    expect(store.stats().lockWaits).toBeGreaterThanOrEqual(3)
+    expect(longestGapMs).toBeLessThan(250) // a 1 s busy timeout on the loop, as before, would stand out here
+    expect(lines.filter((l) => l.msg?.startsWith('store waiting for the database lock') === true)).toHaveLength(1)
     locker.exec('COMMIT')
-    await flushed
-    expect(store.stats()).toMatchObject({ written: 1, dropped: 0, batches: 1 })
-    expect(readRows(path).map((row) => row.id)).toEqual([attack.id])
+    await store.flush()
+    expect(store.stats()).toMatchObject({ written: 200, dropped: 0, writeErrors: 0, queued: 0 })
+    expect(readRows(path).map((row) => row.id)).toEqual(attacks.map((a) => a.id))
+    expect(lines.find((l) => l.msg === 'store has the database lock again')?.waitedMs).toBeGreaterThan(1000)
+  })
+
+  it('stops waiting for a lock when it closes: after closeLockWaitMs the rest is dropped, counted and logged', async () => {
+    const { dir } = useTempDir()
+    const path = join(dir, 'attacks.db')
+    const { log, lines } = capturingLog()
+    const store = await createSqliteStore(storeOptions(path, { closeLockWaitMs: 300, log }))
+    const locker = new Database(path)
+    onTestFinished(() => {
+      locker.close()
+    })
+    locker.exec('BEGIN EXCLUSIVE')
+    for (let i = 0; i < 5; i++) store.enqueue(makeAttack(Buffer.from(`never stored ${i}`)))
+    const started = performance.now()
+    await store.close()
+    const tookMs = performance.now() - started
+    expect(tookMs).toBeGreaterThanOrEqual(290)
+    expect(tookMs).toBeLessThan(5_000)
+    expect(store.stats()).toMatchObject({ written: 0, dropped: 5, queued: 0 })
+    expect(lines.find((l) => l.level === 50)?.msg).toMatch(/stayed locked by another process/)
+    locker.exec('ROLLBACK')
+    expect(readRows(path)).toEqual([])
   })
 
   it('drops a batch that keeps failing and still writes the following ones', async () => {
     const { dir, track } = useTempDir()
     const path = join(dir, 'attacks.db')
-    const store = await createSqliteStore(storeOptions(path, { busyTimeoutMs: 10, retryBaseDelayMs: 5, maxWriteAttempts: 3 }))
+    const store = await createSqliteStore(storeOptions(path, { retryBaseDelayMs: 5, maxWriteAttempts: 3 }))
     track(store)
-    const locker = new Database(path)
-    track(locker)
-    locker.exec('BEGIN EXCLUSIVE')
+    const saboteur = new Database(path)
+    track(saboteur)
+    // A failure that is neither a lock nor a constraint and does not go away by itself: every insert now calls a
+    // function that does not exist (SQLITE_ERROR), until the trigger is dropped.
+    saboteur.exec('CREATE TRIGGER sabotage BEFORE INSERT ON attacks BEGIN SELECT no_such_function(); END')
     for (let i = 0; i < 5; i++) store.enqueue(makeAttack(Buffer.from(`lost ${i}`)))
     await store.flush()
-    expect(store.stats()).toMatchObject({ written: 0, dropped: 5, writeErrors: 3, queued: 0 })
-    locker.exec('COMMIT')
+    expect(store.stats()).toMatchObject({ written: 0, dropped: 5, writeErrors: 3, queued: 0, lockWaits: 0 })
+    saboteur.exec('DROP TRIGGER sabotage')
     const kept = makeAttack(Buffer.from('kept'))
     store.enqueue(kept)
     await store.flush()
