@@ -30,6 +30,10 @@ async function start(settings: PipelineSettings): Promise<void> {
   const log = pino({ level: settings.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 1, sync: true }))
   if (settings.dbPath === null) throw new Error('the live pipeline needs a database')
   const store = PipelineStore.open(settings.dbPath, new Quarantine(settings.quarantineDir))
+  // The sensor that started this process checkpoints the WAL (on its own worker thread, src/store/wal-checkpointer.ts).
+  // Left on, SQLite would also checkpoint in this process's commits once the WAL passes 1,000 pages, at nice 19: a
+  // checkpoint starved of CPU here would hold the checkpointer's lock and keep the sensor's from starting the WAL over.
+  store.db.pragma('wal_autocheckpoint = 0')
   const host = new PluginHost(settings, log)
   await host.start()
   const live = new LivePipeline(store, host, { maxBacklog: settings.plugins.maxBacklog, pollIntervalMs: settings.plugins.pollIntervalMs, log })
