@@ -58,12 +58,21 @@ try {
       // continuous commits a PASSIVE checkpoint alone would rarely find the WAL complete, and the file would grow.
       const restart = checkpoint(db, 'RESTART')
       // Right away, before the writer's next commit can (a commit in between only means the writer restarts it).
-      if (restart.busy === 0) startWal.immediate()
+      // (restarted: the WAL starts over at the next commit, whoever makes it.)
+      const restarted = restart.busy === 0
+      if (restarted) {
+        try {
+          startWal.immediate()
+        } catch (err) {
+          // The writer kept the lock past restartWaitMs: it makes that first commit itself this time.
+          if (!String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) throw err
+        }
+      }
       post({
         type: 'done',
         walFrames: Math.max(passive.log, restart.log),
         checkpointed: Math.max(passive.checkpointed, restart.checkpointed),
-        restarted: restart.busy === 0,
+        restarted,
         tookMs: performance.now() - started,
       })
     } catch (err) {
