@@ -183,8 +183,10 @@ export class WalCheckpointer {
       'store checkpoint',
     )
     if (this.#closed) return
-    // Commits went on while it ran: the next one may be due already.
+    // Commits went on while it ran: the next one may be due already, or later by time (a timer that fired while this
+    // one ran asked for nothing).
     if (this.#attacks >= this.#dueAfterAttacks || this.#commits >= this.#dueAfterCommits) return this.#request()
+    if (this.#commits > 0 && this.#dueTimer === undefined) this.#dueTimer = setTimeout(() => this.#request(), this.#dueAfterMs).unref()
     this.#idleTimer = setTimeout(() => void this.#stopWorker(), this.#idleStopMs).unref()
   }
 
