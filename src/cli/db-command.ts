@@ -5,6 +5,7 @@ import { HoneytrapError } from '../core/errors.js'
 import { pipelineSettings } from '../plugins/pipeline-settings.js'
 import { openAttackDatabase } from '../store/attack-query.js'
 import { applyRetention, previewRetention, type RetentionProgress, type RetentionResult } from '../store/retention.js'
+import { isLockError } from '../store/sqlite-errors.js'
 import { vacuumDatabase, type VacuumResult } from '../store/vacuum.js'
 import { durationFlag, parseFlags, usageError } from './usage.js'
 
@@ -37,11 +38,6 @@ function openForRetention(path: string): Database.Database {
   } catch (err) {
     throw new HoneytrapError('HT_ERR_STORE_OPEN', `cannot open the attack database ${path} for writing: ${(err as Error).message}; run as the sensor's user`, { cause: err })
   }
-}
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
 }
 
 function plural(n: number, word: string): string {
@@ -127,7 +123,7 @@ async function runRetention(rest: readonly string[]): Promise<number> {
         ...(progress.report !== undefined && { onProgress: progress.report }),
       })
     } catch (err) {
-      if (!isBusy(err)) throw err
+      if (!isLockError(err)) throw err
       throw new HoneytrapError('HT_ERR_STORE_BUSY',
         `retention stopped: another connection held the write lock of ${paths.db} for more than ${BUSY_TIMEOUT_MS} ms; what was removed stays removed, run the command again to finish`,
         { cause: err },

@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
+import { isLockError } from './sqlite-errors.js'
 
 export interface CheckpointWorkerData {
   readonly path: string
@@ -65,7 +66,7 @@ try {
           startWal.immediate()
         } catch (err) {
           // The writer kept the lock past restartWaitMs: it makes that first commit itself this time.
-          if (!String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) throw err
+          if (!isLockError(err)) throw err
         }
       }
       post({

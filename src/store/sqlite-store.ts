@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Attack } from '../attack/attack.js'
-import { isLockError, SqliteWriter, type BatchResult } from './sqlite-writer.js'
+import { isLockError } from './sqlite-errors.js'
+import { SqliteWriter, type BatchResult } from './sqlite-writer.js'
 import type { AttackStore, StoreStats } from './store.js'
 
 export interface SqliteStoreOptions {

@@ -7,6 +7,7 @@ import type { Attack } from '../attack/attack.js'
 import { HoneytrapError } from '../core/errors.js'
 import { migrate } from './migrate.js'
 import { printableText } from './printable-text.js'
+import { isConstraintError, isLockError } from './sqlite-errors.js'
 import { WalCheckpointer, type CheckpointerStats } from './wal-checkpointer.js'
 import { encodeSynFacts } from './syn-facts-column.js'
 
@@ -89,19 +90,6 @@ function hashRow(a: Attack): Row {
   }
 }
 
-function sqliteCode(err: unknown): string {
-  const code: unknown = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' ? code : ''
-}
-
-function isConstraintError(err: unknown): boolean {
-  return sqliteCode(err).startsWith('SQLITE_CONSTRAINT')
-}
-
-/** SQLITE_BUSY and its extended codes: another connection holds a lock the write needs; waiting is the fix. */
-export function isLockError(err: unknown): boolean {
-  return sqliteCode(err).startsWith('SQLITE_BUSY')
-}
 
 export interface SqliteWriterOptions {
   readonly busyTimeoutMs: number

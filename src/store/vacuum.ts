@@ -2,6 +2,7 @@ import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { openAttackDatabase } from './attack-query.js'
 import { HoneytrapError } from '../core/errors.js'
+import { isLockError } from './sqlite-errors.js'
 
 /**
  * `VACUUM` gives the pages freed by retention back to the file system. The trade-off, honestly:
@@ -42,11 +43,6 @@ function databaseBytes(path: string): number {
   return fileSize(path) + fileSize(`${path}-wal`)
 }
 
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
-}
-
 /** `PRAGMA wal_checkpoint(mode)`: true when every WAL frame was copied back (and, for TRUNCATE, the WAL emptied). */
 function checkpoint(db: Database.Database, mode: 'PASSIVE' | 'TRUNCATE'): boolean {
   const rows = db.pragma(`wal_checkpoint(${mode})`) as { busy: number; log: number; checkpointed: number }[]
@@ -73,7 +69,7 @@ export function vacuumDatabase(path: string, options: VacuumOptions = {}): Vacuu
     try {
       db.exec('VACUUM')
     } catch (err) {
-      if (!isBusy(err)) throw err
+      if (!isLockError(err)) throw err
       throw new HoneytrapError('HT_ERR_STORE_BUSY',
         `cannot vacuum ${path}: another connection held the write lock for more than ${busyTimeoutMs} ms (the sensor or the plugin pipeline is writing); ` +
           'try again when the sensor is quieter, or stop it first; nothing was changed',
