@@ -9,7 +9,6 @@ export interface CheckpointWorkerData {
 
 export type ToCheckpointer = { readonly type: 'checkpoint' } | { readonly type: 'close' }
 export type FromCheckpointer =
-  | { readonly type: 'ready' }
   | { readonly type: 'done'; readonly walFrames: number; readonly checkpointed: number; readonly restarted: boolean; readonly tookMs: number }
   | { readonly type: 'failed'; readonly message: string; readonly code: string | null }
 
@@ -80,7 +79,6 @@ try {
       post({ type: 'failed', message: (err as Error).message, code: (err as { code?: string }).code ?? null })
     }
   })
-  post({ type: 'ready' })
 } catch (err) {
   post({ type: 'failed', message: (err as Error).message, code: (err as { code?: string }).code ?? null })
   port?.close()

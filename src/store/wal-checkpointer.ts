@@ -159,7 +159,6 @@ export class WalCheckpointer {
   }
 
   #onMessage(message: FromCheckpointer): void {
-    if (message.type === 'ready') return
     this.#inFlight = false
     if (message.type === 'failed') {
       this.#failures += 1

@@ -4,9 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
-import { pino, type Logger } from 'pino'
+import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { Attack, TranscriptChunk } from '../../src/attack/attack.js'
 import { hasErrorCode } from '../../src/core/errors.js'
@@ -16,6 +15,7 @@ import { latestSchemaVersion } from '../../src/store/migrate.js'
 import { createSqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js'
 import { decodeSynFacts } from '../../src/store/syn-facts-column.js'
 import type { AttackStore } from '../../src/store/store.js'
+import { captureLog } from '../helpers/log-capture.js'
 
 const silent = pino({ level: 'silent' })
 
@@ -43,21 +43,6 @@ function storeOptions(path: string, overrides: Partial<SqliteStoreOptions> = {})
     log: silent,
     ...overrides,
   }
-}
-
-/** A pino logger at info whose lines land in `lines`, parsed. */
-function capturingLog(): { log: Logger; lines: { level: number; msg?: string; waitedMs?: number }[] } {
-  const lines: { level: number; msg?: string; waitedMs?: number }[] = []
-  const log = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk: Buffer, _encoding, done): void {
-        lines.push(JSON.parse(chunk.toString('utf8')) as { level: number })
-        done()
-      },
-    }),
-  )
-  return { log, lines }
 }
 
 let port = 1024
@@ -309,16 +294,7 @@ describe('sqlite store', () => {
 
   it('drops and counts past the attack bound, and warns once per interval', async () => {
     const { dir, track } = useTempDir()
-    const lines: { level: number; dropped?: number; reason?: string }[] = []
-    const log: Logger = pino(
-      { level: 'warn' },
-      new Writable({
-        write(chunk: Buffer, _encoding, done): void {
-          lines.push(JSON.parse(chunk.toString('utf8')) as { level: number })
-          done()
-        },
-      }),
-    )
+    const { log, lines } = captureLog('warn')
     const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { maxQueuedAttacks: 100, batchWindowMs: 1000, log }))
     track(store)
     for (let i = 0; i < 250; i++) store.enqueue(makeAttack(Buffer.from('payload')))
@@ -365,16 +341,7 @@ describe('sqlite store', () => {
 
   it("names the relay target and outcome in the 'attack stored' line of mirror and proxy sessions only", async () => {
     const { dir, track } = useTempDir()
-    const lines: Record<string, unknown>[] = []
-    const log: Logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk: Buffer, _encoding, done): void {
-          lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>)
-          done()
-        },
-      }),
-    )
+    const { log, lines } = captureLog()
     const store = await createSqliteStore(storeOptions(join(dir, 'attacks.db'), { log }))
     track(store)
     const normal = makeAttack(Buffer.from('GET /'), { response: Buffer.from('HTTP/1.0 200 OK\r\n\r\n') })
@@ -489,7 +456,7 @@ describe('sqlite store', () => {
   it('waits out a lock held by another process without stalling the event loop, and loses nothing', async () => {
     const { dir, track } = useTempDir()
     const path = join(dir, 'attacks.db')
-    const { log, lines } = capturingLog()
+    const { log, lines } = captureLog()
     // Default busy timeout: what the sensor runs with.
     const store = await createSqliteStore(storeOptions(path, { batchWindowMs: 10, log }))
     track(store)
@@ -528,7 +495,7 @@ describe('sqlite store', () => {
   it('stops waiting for a lock when it closes: after closeLockWaitMs the rest is dropped, counted and logged', async () => {
     const { dir } = useTempDir()
     const path = join(dir, 'attacks.db')
-    const { log, lines } = capturingLog()
+    const { log, lines } = captureLog()
     const store = await createSqliteStore(storeOptions(path, { closeLockWaitMs: 300, log }))
     const locker = new Database(path)
     onTestFinished(() => {

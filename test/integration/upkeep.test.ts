@@ -1,27 +1,15 @@
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
-import pino from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { parseConfig } from '../../src/config/load-config.js'
 import type { ConfigError } from '../../src/core/errors.js'
 import { startUpkeep } from '../../src/store/upkeep-scheduler.js'
+import { captureLog } from '../helpers/log-capture.js'
 import { waitFor } from '../helpers/netns-env.js'
 import { DAY_MS, makeAttack, tempDir, writeAttacks } from '../helpers/retention-fixture.js'
 
 // The sensor's scheduled upkeep for real: node-cron fires every second here, and each run is the compiled
 // `honeytrap-ts db retention` in a child process against a database written by the real store.
-
-function logLines(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-      done()
-    },
-  })
-  return { log: pino({ level: 'info' }, sink), lines }
-}
 
 describe('scheduled upkeep', () => {
   it('removes the attacks older than olderThan on its schedule, keeps the others, and logs what it did', { timeout: 30_000 }, async () => {
@@ -29,7 +17,7 @@ describe('scheduled upkeep', () => {
     const dbPath = join(dir, 'attacks.db')
     const now = Date.now()
     await writeAttacks(dbPath, [makeAttack(now - 3 * DAY_MS, Buffer.from('old')), makeAttack(now - 2 * DAY_MS, Buffer.from('old')), makeAttack(now - 60_000, Buffer.from('new'))])
-    const { log, lines } = logLines()
+    const { log, lines } = captureLog()
     const upkeep = startUpkeep({ schedule: '* * * * * *', olderThan: '1d', vacuum: true, dbPath, quarantineDir: join(dir, 'quarantine'), log })
     onTestFinished(() => upkeep.stop())
     await waitFor(() => lines.filter((l) => l['msg'] === 'upkeep vacuum done').length, (n) => n >= 1, 20_000)

@@ -1,32 +1,18 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
-import { pino, type Logger } from 'pino'
+import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { corpusBatches } from '../../src/bench/attack-corpus.js'
 import { SqliteWriter } from '../../src/store/sqlite-writer.js'
 import { WalCheckpointer } from '../../src/store/wal-checkpointer.js'
+import { captureLog } from '../helpers/log-capture.js'
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'ht-ckpt-'))
   onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-function capturingLog(): { log: Logger; lines: { level: number; msg: string }[] } {
-  const lines: { level: number; msg: string }[] = []
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _encoding, done): void {
-        lines.push(JSON.parse(chunk.toString('utf8')) as { level: number; msg: string })
-        done()
-      },
-    }),
-  )
-  return { log, lines }
 }
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -86,7 +72,7 @@ describe('WAL checkpoints on a worker thread', () => {
   it('runs a trickle checkpoint after dueAfterMs, ends its worker when idle and starts a new one when needed', async () => {
     const dir = tempDir()
     const { path, commit } = walDatabase(dir)
-    const { log, lines } = capturingLog()
+    const { log, lines } = captureLog('debug')
     const checkpointer = new WalCheckpointer({ path, log, onUnavailable: () => expect.fail('the worker must run'), dueAfterMs: 100, idleStopMs: 150 })
     onTestFinished(() => checkpointer.close())
     commit(1)
@@ -118,7 +104,7 @@ describe('WAL checkpoints on a worker thread', () => {
 
   it('gives the checkpoints back to the writer when its worker cannot work, and says so', async () => {
     const dir = tempDir()
-    const { log, lines } = capturingLog()
+    const { log, lines } = captureLog('debug')
     let unavailable = 0
     // A database file that does not exist: the worker cannot open it (fileMustExist) and reports the failure.
     const checkpointer = new WalCheckpointer({ path: join(dir, 'missing.db'), log, onUnavailable: () => (unavailable += 1), dueAfterAttacks: 1 })
