@@ -1,6 +1,6 @@
 import { lstatSync, realpathSync, unlinkSync } from 'node:fs'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import { setImmediate as nextTick } from 'node:timers/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type Database from 'better-sqlite3'
 
 /**
@@ -41,10 +41,22 @@ export interface RetentionResult {
 
 const DEFAULT_BATCH_SIZE = 1_000
 // A batch also ends at this many payload bytes: deleting a row walks its overflow pages, and 1,000 attacks of 1 MiB
-// would hold the write lock for seconds, past the sensor writer's 1 s busy timeout.
+// would hold the write lock for seconds, while the sensor's attacks queue in its memory.
 const MAX_BATCH_PAYLOAD_BYTES = 32 * 1024 * 1024
+const MIN_LOCK_RELEASE_MS = 1
 const ORPHANS_TABLE = 'temp.ht_retention_orphan_responses'
 const SHA256_HEX = /^[0-9a-f]{64}$/
+
+/**
+ * Leaves the write lock free for as long as the last transaction held it (and at least a millisecond). The sensor's
+ * store never blocks on the lock: it tries again from a timer. Transactions back to back would leave it gaps of
+ * microseconds that its tries almost never hit, and a long retention would starve it until its queue filled and it
+ * dropped attacks (seen in CI: no commit for the whole run). Free half of the time, each of its tries gets in with even
+ * odds. Retention takes about twice as long with its default batches; with tiny ones (tests) the millisecond dominates.
+ */
+async function releaseLock(heldMs: number): Promise<void> {
+  await sleep(Math.max(MIN_LOCK_RELEASE_MS, heldMs))
+}
 
 type Counts = { -readonly [K in keyof RetentionResult]: RetentionResult[K] }
 
@@ -127,11 +139,13 @@ async function removeAttacks(db: Database.Database, schema: Schema, options: Ret
   })
   // Bounded by the table: each pass removes at least one row or ends the loop.
   while (options.signal?.aborted !== true) {
+    const heldSinceMs = performance.now()
     const removed = batch.immediate()
+    const heldMs = performance.now() - heldSinceMs
     counts.attacks += removed
     options.onProgress?.({ phase: 'attacks', removed: counts.attacks })
     if (removed === 0) break
-    await nextTick() // lets the sensor's writer (same process in tests, another one in production) take the lock
+    await releaseLock(heldMs)
   }
 }
 
@@ -167,10 +181,12 @@ async function removeResponses(db: Database.Database, options: RetentionOptions,
     })
     // Bounded by the TEMP table: each pass moves the keyset past the candidates it examined.
     while (options.signal?.aborted !== true) {
+      const heldSinceMs = performance.now()
       const examined = batch.immediate()
+      const heldMs = performance.now() - heldSinceMs
       options.onProgress?.({ phase: 'responses', removed: counts.responsesRemoved })
       if (examined < batchSize) break
-      await nextTick()
+      await releaseLock(heldMs)
     }
   } finally {
     db.exec(`DROP TABLE IF EXISTS ${ORPHANS_TABLE}`)
@@ -198,7 +214,9 @@ async function removeSamples(db: Database.Database, options: RetentionOptions, b
   })
   // Bounded by the table: each pass moves the keyset past the samples it examined.
   while (options.signal?.aborted !== true) {
+    const heldSinceMs = performance.now()
     const { examined, removed } = batch.immediate()
+    const heldMs = performance.now() - heldSinceMs
     counts.samplesRemoved += removed.length
     for (const row of removed) {
       const outcome = removeSampleFile(options.quarantineDir ?? null, row)
@@ -207,7 +225,7 @@ async function removeSamples(db: Database.Database, options: RetentionOptions, b
     }
     options.onProgress?.({ phase: 'samples', removed: counts.samplesRemoved })
     if (examined < batchSize) break
-    await nextTick()
+    await releaseLock(heldMs)
   }
 }
 

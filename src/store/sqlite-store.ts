@@ -24,8 +24,12 @@ export interface SqliteStoreOptions {
 // (The plugin pipeline runs at nice 19: on a saturated machine one of its transactions can take far longer than its
 // own work, and a sensor waiting out a 1 s busy timeout held every SYN in the queue with it.)
 const DEFAULT_BUSY_TIMEOUT_MS = 0
+// A try on a locked database costs a failed lock attempt, microseconds: trying often keeps the wait short when the
+// holder works in short transactions with pauses between them (db retention). The jitter (±25 %) keeps the tries from
+// locking into phase with a holder's own rhythm and missing every pause.
 const LOCK_RETRY_FIRST_MS = 10
-const LOCK_RETRY_MAX_MS = 500
+const LOCK_RETRY_MAX_MS = 50
+const LOCK_RETRY_JITTER = 0.25
 const LOCK_WARN_AFTER_MS = 1_000
 const DEFAULT_CLOSE_LOCK_WAIT_MS = 10_000
 const DEFAULT_MAX_WRITE_ATTEMPTS = 5
@@ -194,7 +198,8 @@ class SqliteStore implements AttackStore {
           'store waiting for the database lock held by another connection (plugin pipeline, db retention or vacuum, a sqlite3 shell); capture goes on and attacks queue until it is free',
         )
       }
-      this.#retryAfter(Math.min(LOCK_RETRY_FIRST_MS * 2 ** this.#lockRetries, LOCK_RETRY_MAX_MS))
+      const delayMs = Math.min(LOCK_RETRY_FIRST_MS * 2 ** this.#lockRetries, LOCK_RETRY_MAX_MS)
+      this.#retryAfter(delayMs * (1 - LOCK_RETRY_JITTER + 2 * LOCK_RETRY_JITTER * Math.random()))
       this.#lockRetries += 1
       return false
     }
