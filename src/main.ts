@@ -205,6 +205,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
     await monitor.stop()
     // The pipeline stops alongside: what it has not reached yet waits in the database for its next start.
     await Promise.all([pipeline?.stop(), supervisor.close()])
+    responders.close()
     await store.close()
     templates.close()
   }
@@ -262,7 +263,7 @@ export async function startSensor(config: Config, log: Logger): Promise<Sensor> 
         await removeRules({ ipv6: ruleOptions.ipv6, only: rules }, { log }).catch((err: unknown) => log.error({ err }, 'removing capture rules failed'))
       }
       await teardown()
-      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats(), relay: responders.relayStats.snapshot(), pipeline: pipeline?.stats() ?? null }, 'sensor stopped')
+      log.info({ store: store.stats(), supervisor: supervisor.stats(), monitor: monitor.stats(), relay: responders.relayStats.snapshot(), warm: responders.warmStats(), pipeline: pipeline?.stats() ?? null }, 'sensor stopped')
     })()
     return stopping
   }

@@ -5,6 +5,9 @@ import type { LatencyResult, PathLatencies } from './proxy-gen.js'
 
 export const PROXY_PATHS = ['direct', 'proxy', 'bare'] as const
 export type ProxyPath = (typeof PROXY_PATHS)[number]
+// The latency runs add the proxy with warm connections (proxy.targets.*.warm): the same relay, no connect per session.
+export const LATENCY_PATHS = [...PROXY_PATHS, 'warm'] as const
+export type LatencyPathName = (typeof LATENCY_PATHS)[number]
 export type BulkDirection = 'upload' | 'download'
 
 /** One bulk transfer on one connection, with the CPU of every process on its path over the transfer. */
@@ -55,8 +58,8 @@ export interface ProxyFigures {
   readonly download: BulkPaths
   // The same transfers with netns/backend-server.ts as the backend (SHA-256 of every byte), direct and proxy only.
   readonly hashing: Readonly<Record<BulkDirection, Readonly<Record<'direct' | 'proxy', BulkMedian>>>>
-  readonly latency: Readonly<Record<ProxyPath, PathLatencyFigures>> & {
-    readonly rounds: readonly Readonly<Record<ProxyPath, PathLatencyFigures>>[]
+  readonly latency: Readonly<Record<LatencyPathName, PathLatencyFigures>> & {
+    readonly rounds: readonly Readonly<Record<LatencyPathName, PathLatencyFigures>>[]
     // CPU of each relay over the latency runs, per connection it relayed
     readonly proxyCpuUsPerConnection: number
     readonly bareCpuUsPerConnection: number
@@ -90,7 +93,7 @@ export function summarizePath(samples: readonly PathLatencies[]): PathLatencyFig
 }
 
 /** summarizePath for each path over `results`. */
-export function summarizeRound(results: readonly LatencyResult[]): Record<ProxyPath, PathLatencyFigures> {
-  const of = (path: ProxyPath): PathLatencyFigures => summarizePath(results.flatMap((r) => (r.paths[path] === undefined ? [] : [r.paths[path]])))
-  return { direct: of('direct'), proxy: of('proxy'), bare: of('bare') }
+export function summarizeRound(results: readonly LatencyResult[]): Record<LatencyPathName, PathLatencyFigures> {
+  const of = (path: LatencyPathName): PathLatencyFigures => summarizePath(results.flatMap((r) => (r.paths[path] === undefined ? [] : [r.paths[path]])))
+  return { direct: of('direct'), proxy: of('proxy'), bare: of('bare'), warm: of('warm') }
 }

@@ -9,7 +9,7 @@ import type { BareRelaySpec } from './bare-relay.js'
 import { startBenchProcess, type BenchProcess } from './bench-process.js'
 import { startSystem, type SystemUnderTest } from './bench-system.js'
 import type { ProxyBackendSpec } from './proxy-backend.js'
-import { medianOf, PROXY_PATHS, summarizeRound, type BulkDirection, type BulkPaths, type BulkRun, type ColdProbe, type ProxyFigures, type ProxyPath } from './proxy-figures.js'
+import { LATENCY_PATHS, medianOf, PROXY_PATHS, summarizeRound, type BulkDirection, type BulkPaths, type BulkRun, type ColdProbe, type LatencyPathName, type ProxyFigures, type ProxyPath } from './proxy-figures.js'
 import type { BulkResult, LatencyPath, LatencyResult, PathLatencies, ProxyGenSpec } from './proxy-gen.js'
 import { foreignCpuMs, readProcessTable, readProcUsage } from './proc-usage.js'
 import { BENCH_LIMITS_YAML, settledRowCount, waitForQuiet, type ScenarioContext } from './scenarios.js'
@@ -34,6 +34,9 @@ const PORTS: Readonly<Record<ProxyPath, Readonly<Record<Service, number>>>> = {
   bare: { sink: 9101, source: 9102, banner: 9103 }, // the bare relay
 }
 const SERVICES: readonly Service[] = ['sink', 'source', 'banner']
+// honeytrap-ts again, proxying to the same banner service through a target with warm connections.
+const WARM_BANNER_PORT = 9004
+const WARM_CONNECTIONS = 2
 // netns/backend-server.ts, the tests' backend, as a second one: it hashes every byte it reads or writes.
 type HashingService = 'digest' | 'source'
 const HASHING_PORTS: Readonly<Record<'direct' | 'proxy', Readonly<Record<HashingService, number>>>> = {
@@ -61,6 +64,7 @@ export function proxyConfig(sensorV4: string): string {
   const targets = [
     ...SERVICES.map((s) => ({ name: `bench-${s}`, port: PORTS.proxy[s], target: PORTS.direct[s] })),
     ...HASHING_SERVICES.map((s) => ({ name: `hashing-${s}`, port: HASHING_PORTS.proxy[s], target: HASHING_PORTS.direct[s] })),
+    { name: 'bench-banner-warm', port: WARM_BANNER_PORT, target: PORTS.direct.banner, warm: WARM_CONNECTIONS },
   ]
   return [
     '# written by npm run bench, section (d)',
@@ -73,7 +77,7 @@ export function proxyConfig(sensorV4: string): string {
     ...targets.map((t) => `    - { ports: "${t.port}/tcp", mode: proxy, proxy: ${t.name} }`),
     'proxy:',
     '  targets:',
-    ...targets.map((t) => `    ${t.name}: { host: "${sensorV4}", port: ${t.target}, protocol: tcp }`),
+    ...targets.map((t) => `    ${t.name}: { host: "${sensorV4}", port: ${t.target}, protocol: tcp${'warm' in t ? `, warm: ${t.warm}` : ''} }`),
     '',
   ].join('\n')
 }
@@ -123,8 +127,8 @@ async function bulkRun(
   }
 }
 
-function bannerPaths(pair: NetnsPair, paths: readonly ProxyPath[]): LatencyPath[] {
-  return paths.map((name) => ({ name, host: pair.sensorV4, port: PORTS[name].banner }))
+function bannerPaths(pair: NetnsPair, paths: readonly LatencyPathName[]): LatencyPath[] {
+  return paths.map((name) => ({ name, host: pair.sensorV4, port: name === 'warm' ? WARM_BANNER_PORT : PORTS[name].banner }))
 }
 
 function coldProbe(p: PathLatencies | undefined): ColdProbe {
@@ -234,6 +238,9 @@ export async function proxyScenario(ctx: ScenarioContext): Promise<ProxyFigures>
     // The very first connection to the proxy's banner port: its SYN is held while the sensor binds the port.
     const cold = await runGen<LatencyResult>(pair, { mode: 'latency', paths: bannerPaths(pair, ['direct', 'proxy']), count: 1, connectTimeoutMs: PROBE_TIMEOUT_MS, deadlineMs: LATENCY_DEADLINE_MS })
     countProxy(attempts(cold.paths['proxy']), cold.paths['proxy']?.connectUs.length ?? 0)
+    // The warm path's port is bound the same way, before its rounds, not counted in them.
+    const coldWarm = await runGen<LatencyResult>(pair, { mode: 'latency', paths: bannerPaths(pair, ['warm']), count: 1, connectTimeoutMs: PROBE_TIMEOUT_MS, deadlineMs: LATENCY_DEADLINE_MS })
+    countProxy(attempts(coldWarm.paths['warm']), coldWarm.paths['warm']?.connectUs.length ?? 0)
 
     // Warm-up, not counted: binds the bulk ports and lets every process's JIT settle. The source always sends bulkBytes.
     for (const direction of ['upload', 'download'] as const) {
@@ -268,13 +275,14 @@ export async function proxyScenario(ctx: ScenarioContext): Promise<ProxyFigures>
     for (let round = 0; round < latencyRounds; round++) {
       ctx.progress(`proxy: latency round ${round + 1} of ${latencyRounds}, ${perRound} connections per path`)
       const before = { proxy: readProcUsage(sys.pid).cpuMs, bare: readProcUsage(p.bare.pid).cpuMs }
-      const result = await runGen<LatencyResult>(pair, { mode: 'latency', paths: bannerPaths(pair, PROXY_PATHS), count: perRound, connectTimeoutMs: PROBE_TIMEOUT_MS, deadlineMs: LATENCY_DEADLINE_MS })
+      const result = await runGen<LatencyResult>(pair, { mode: 'latency', paths: bannerPaths(pair, LATENCY_PATHS), count: perRound, connectTimeoutMs: PROBE_TIMEOUT_MS, deadlineMs: LATENCY_DEADLINE_MS })
       relayCpu.proxy += readProcUsage(sys.pid).cpuMs - before.proxy
       relayCpu.bare += readProcUsage(p.bare.pid).cpuMs - before.bare
       samples.push(result)
       countProxy(attempts(result.paths['proxy']), result.paths['proxy']?.connectUs.length ?? 0)
+      countProxy(attempts(result.paths['warm']), result.paths['warm']?.connectUs.length ?? 0)
     }
-    const relayedConnections = (path: ProxyPath): number => samples.reduce((sum, r) => sum + attempts(r.paths[path]), 0)
+    const relayedConnections = (path: LatencyPathName): number => samples.reduce((sum, r) => sum + attempts(r.paths[path]), 0)
 
     const rows = sys.dbPath === null ? 0 : await settledRowCount(sys.dbPath, proxied)
     const relayed = sys.dbPath === null ? 0 : relayedRows(sys.dbPath)
@@ -287,7 +295,8 @@ export async function proxyScenario(ctx: ScenarioContext): Promise<ProxyFigures>
       latency: {
         ...summarizeRound(samples),
         rounds: samples.map((s) => summarizeRound([s])),
-        proxyCpuUsPerConnection: (relayCpu.proxy * 1_000) / Math.max(1, relayedConnections('proxy')),
+        // The sensor relays the warm path's connections too.
+        proxyCpuUsPerConnection: (relayCpu.proxy * 1_000) / Math.max(1, relayedConnections('proxy') + relayedConnections('warm')),
         bareCpuUsPerConnection: (relayCpu.bare * 1_000) / Math.max(1, relayedConnections('bare')),
       },
       cold: { direct: coldProbe(cold.paths['direct']), proxy: coldProbe(cold.paths['proxy']) },

@@ -44,7 +44,11 @@ const ProxyTarget = z.strictObject({
   port: Port,
   protocol: z.enum(['tcp', 'udp']),
   maxConcurrent: PositiveInt.default(64), // sessions relayed to this target at once; more fall back to normal mode
-})
+  // TCP only: connections opened ahead of the attackers, each serving one session without a connect (the banner waits
+  // in it). The target sees them as connections that stay silent and are closed unused after warmMaxAgeMs.
+  warm: z.number().int().min(0).max(32).default(0),
+  warmMaxAgeMs: z.number().int().min(500).max(600_000).default(5_000),
+}).refine((t) => t.protocol === 'tcp' || t.warm === 0, { message: 'warm connections are for tcp targets only; remove warm or set it to 0', path: ['warm'] })
 
 export const ConfigSchema = z.strictObject({
   monitor: z

@@ -3,6 +3,7 @@ import type { PortPolicy } from '../supervisor/port-policy.js'
 import { formatEndpoint } from '../core/format-endpoint.js'
 import type { RelayPlan, RelayPlanner } from './relay-plan.js'
 import type { TargetResolver } from './target-resolver.js'
+import type { WarmUpstream } from './warm-upstream.js'
 
 export interface ProxyTargetConfig {
   readonly host: string
@@ -14,6 +15,7 @@ export interface ProxyTargetConfig {
 export interface ProxyPlannerOptions {
   readonly targets: Readonly<Record<string, ProxyTargetConfig>>
   readonly resolver: TargetResolver
+  readonly warm?: ReadonlyMap<string, WarmUpstream> // by target name: connections opened ahead, for targets that want them
 }
 
 /**
@@ -31,7 +33,9 @@ export function createProxyPlanner(options: ProxyPlannerOptions): RelayPlanner {
       return { ok: false, reason: 'resolve-failed', label: formatEndpoint(target.host, target.port) }
     }
     const destination: Endpoint = { address: resolved.address, port: target.port }
-    return { ok: true, lease: { destination, label: formatEndpoint(destination.address, destination.port), spend: null, release } }
+    const warm = options.warm?.get(name)
+    const label = formatEndpoint(destination.address, destination.port)
+    return { ok: true, lease: { destination, label, spend: null, release, ...(warm !== undefined && { takeWarm: () => warm.take(destination) }) } }
   }
 
   return {

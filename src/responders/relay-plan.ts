@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Endpoint, FallbackReason, Protocol } from '../attack/attack.js'
 import type { PortPolicy } from '../supervisor/port-policy.js'
 import type { RelayMode } from './relay-stats.js'
+import type { WarmConnection } from './warm-upstream.js'
 
 /** A granted relay: where to connect, and the budget it holds until release(). */
 export interface RelayLease {
@@ -15,6 +16,8 @@ export interface RelayLease {
   readonly spend: ((bytes: number, partial: boolean) => number) | null
   /** Gives the slot back; called once, when the session ends or falls back. */
   release(): void
+  /** A connection to `destination` opened ahead (proxy targets with `warm`), if one is ready; the session then skips the connect. */
+  readonly takeWarm?: () => WarmConnection | null
 }
 
 export type RelayPlan = { readonly ok: true; readonly lease: RelayLease } | { readonly ok: false; readonly reason: FallbackReason; readonly label: string }

@@ -4,6 +4,7 @@ import { planRelay, type RelayLease, type RelayPlan, type RelayPlanner } from '.
 import type { RelayStats } from './relay-stats.js'
 import type { Connection, EndableSession, Responder } from './responder.js'
 import { TcpRelay } from './tcp-relay.js'
+import type { WarmConnection } from './warm-upstream.js'
 
 export interface RelayResponderOptions {
   readonly planner: RelayPlanner
@@ -94,6 +95,11 @@ class RelaySession implements EndableSession {
     }
     if (!plan.ok) return this.#fallBack(plan.reason, plan.label)
     this.#lease = plan.lease
+    const warm = plan.lease.takeWarm?.() ?? null
+    if (warm !== null) {
+      this.#upstream = warm.socket
+      return this.#onConnected(plan.lease, warm)
+    }
     const { destination } = plan.lease
     const upstream = connect({ host: destination.address, port: destination.port, allowHalfOpen: true, noDelay: true })
     this.#upstream = upstream
@@ -102,7 +108,8 @@ class RelaySession implements EndableSession {
     upstream.once('error', (err: NodeJS.ErrnoException) => this.#fallBack(connectFailure(err), plan.lease.label))
   }
 
-  #onConnected(lease: RelayLease): void {
+  /** `warm`: a connection opened ahead, with what its target sent before this session took it (its banner). */
+  #onConnected(lease: RelayLease, warm: WarmConnection | null = null): void {
     if (this.#settled) return
     this.#settled = true
     clearTimeout(this.#connectTimer)
@@ -112,7 +119,7 @@ class RelaySession implements EndableSession {
     const { recorder, log } = this.#conn
     recorder.setRelay({ target: lease.label, outcome: 'relayed', reason: null })
     this.#o.stats.relayed(this.#o.planner.mode)
-    log.debug({ mode: this.#o.planner.mode, relayTarget: lease.label }, 'relay connected')
+    log.debug({ mode: this.#o.planner.mode, relayTarget: lease.label, warm: warm !== null }, 'relay connected')
     const relay = new TcpRelay(
       { attacker: this.#conn.socket, upstream, recorder, idleTimeoutMs: this.#o.idleTimeoutMs, highWaterMarkBytes: this.#o.highWaterMarkBytes, spend: lease.spend },
       (reason) => {
@@ -123,7 +130,7 @@ class RelaySession implements EndableSession {
     )
     this.#relay = relay
     const early = this.#early.splice(0)
-    relay.start(early, this.#attackerEnded)
+    relay.start(early, this.#attackerEnded, warm?.received ?? [])
   }
 
   #fallBack(reason: FallbackReason, label: string): void {

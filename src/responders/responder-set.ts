@@ -13,6 +13,7 @@ import { createRelayResponder } from './relay.js'
 import type { DatagramResponder, Responder } from './responder.js'
 import { TargetResolver } from './target-resolver.js'
 import type { TemplateStore } from './templates.js'
+import { WarmUpstream, type WarmUpstreamStats } from './warm-upstream.js'
 
 /** The modes that have a responder; `ignore` ports are never bound. */
 export type ServedMode = Exclude<ResponderMode, 'ignore'>
@@ -24,6 +25,10 @@ export interface ResponderSet {
   readonly relayStats: RelayStats
   readonly mirrorBudget: MirrorBudget
   readonly resolver: TargetResolver
+  /** Proxy targets' warm connections, by target name (only targets with `warm` > 0). */
+  warmStats(): Record<string, WarmUpstreamStats>
+  /** Closes what the responders hold open outside sessions (warm connections). */
+  close(): void
 }
 
 type ResponderConfig = Pick<Config, 'responder' | 'udp' | 'mirror' | 'proxy' | 'relay'>
@@ -42,7 +47,19 @@ export function createResponders(config: ResponderConfig, templates: TemplateSto
   const mirrorBudget = new MirrorBudget(config.mirror)
   const mirror = createMirrorPlanner({ guard: new AddressGuard({ deny }), budget: mirrorBudget })
   const resolver = new TargetResolver({ ttlMs: config.proxy.resolveTtlMs, timeoutMs: config.proxy.connectTimeoutMs })
-  const proxy = createProxyPlanner({ targets: config.proxy.targets, resolver })
+  const warm = new Map<string, WarmUpstream>()
+  for (const [name, target] of Object.entries(config.proxy.targets)) {
+    if (target.protocol !== 'tcp' || target.warm === 0) continue
+    warm.set(name, new WarmUpstream({
+      host: target.host,
+      port: target.port,
+      size: target.warm,
+      maxAgeMs: target.warmMaxAgeMs,
+      connectTimeoutMs: config.proxy.connectTimeoutMs,
+      resolve: (host) => resolver.resolve(host),
+    }))
+  }
+  const proxy = createProxyPlanner({ targets: config.proxy.targets, resolver, warm })
 
   const hwm = config.relay.highWaterMarkBytes
   const tcpRelay = (planner: typeof mirror, connectTimeoutMs: number, idleTimeoutMs: number): Responder =>
@@ -60,5 +77,9 @@ export function createResponders(config: ResponderConfig, templates: TemplateSto
     relayStats,
     mirrorBudget,
     resolver,
+    warmStats: () => Object.fromEntries([...warm].map(([name, pool]) => [name, pool.stats()])),
+    close: () => {
+      for (const pool of warm.values()) pool.close()
+    },
   }
 }

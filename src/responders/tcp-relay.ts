@@ -35,8 +35,11 @@ export class TcpRelay implements EndableSession {
     this.#resolve = resolve
   }
 
-  /** Starts relaying; `early` are attacker bytes that arrived (and were recorded) while the target was connecting. */
-  start(early: readonly Buffer[], attackerEnded: boolean): void {
+  /**
+   * Starts relaying; `early` are attacker bytes that arrived (and were recorded) while the target was connecting,
+   * `targetEarly` what a warm connection's target sent before the session took it (recorded here, as it is sent).
+   */
+  start(early: readonly Buffer[], attackerEnded: boolean, targetEarly: readonly Buffer[] = []): void {
     const { attacker, upstream, recorder, highWaterMarkBytes } = this.#o
     // Every handler is in place before the first byte is forwarded: a cut on the held bytes must still end the session.
     attacker.setTimeout(this.#o.idleTimeoutMs)
@@ -47,10 +50,7 @@ export class TcpRelay implements EndableSession {
     })
     upstream.on('drain', () => attacker.resume())
     upstream.on('data', (chunk: Buffer) => {
-      const sent = this.#forward(chunk, attacker)
-      if (sent === 0) return
-      recorder.sent(sent === chunk.length ? chunk : chunk.subarray(0, sent))
-      if (attacker.writableLength > highWaterMarkBytes) upstream.pause()
+      this.#toAttacker(chunk)
     })
     attacker.on('drain', () => upstream.resume())
 
@@ -70,10 +70,12 @@ export class TcpRelay implements EndableSession {
     attacker.on('close', onClose)
     upstream.on('close', onClose)
 
+    for (const chunk of targetEarly) if (!this.#toAttacker(chunk)) break
     for (const chunk of early) if (this.#forward(chunk, upstream) < chunk.length) break
     if (attackerEnded) onFin('attacker', upstream)()
     else attacker.on('end', onFin('attacker', upstream))
     if (attacker.isPaused()) attacker.resume()
+    if (upstream.isPaused() && attacker.writableLength <= highWaterMarkBytes) upstream.resume()
   }
 
   /** Ends both sides gracefully (FIN after what is queued), then destroys them after the linger time at most. */
@@ -104,6 +106,16 @@ export class TcpRelay implements EndableSession {
     if (allowed > 0) to.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed))
     if (allowed < chunk.length) this.end('budget-spent')
     return allowed
+  }
+
+  /** Forwards and records a chunk from the target; false when not all of it could go (budget spent, relay ending). */
+  #toAttacker(chunk: Buffer): boolean {
+    const { attacker, upstream, recorder, highWaterMarkBytes } = this.#o
+    const sent = this.#forward(chunk, attacker)
+    if (sent === 0) return false
+    recorder.sent(sent === chunk.length ? chunk : chunk.subarray(0, sent))
+    if (attacker.writableLength > highWaterMarkBytes) upstream.pause()
+    return sent === chunk.length
   }
 
   #reset(reason: CloseReason, other: Socket): void {

@@ -113,6 +113,7 @@ export async function startSupervisor(options: HarnessOptions = {}): Promise<Har
   const { supervisor, responders } = createSupervisor(config, { templates, limiter, excluded: [], sink: (attack) => attacks.push(attack), log })
   onTestFinished(async () => {
     await supervisor.close()
+    responders.close()
     templates.close()
     await rm(dir, { recursive: true, force: true })
   })

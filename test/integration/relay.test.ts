@@ -316,6 +316,110 @@ describe('proxy (TCP, loopback)', () => {
   })
 })
 
+describe('proxy with warm connections (TCP, loopback)', () => {
+  /** A backend that greets at once and echoes; its connections as they are accepted and as they close. */
+  async function greetingBackend(): Promise<Awaited<ReturnType<typeof backend>> & { closed: () => number }> {
+    let closed = 0
+    const be = await backend((socket) => {
+      socket.write('220 backend ready\r\n')
+      socket.on('data', (chunk: Buffer) => socket.write(`echo:${chunk.toString()}`))
+      socket.on('end', () => socket.end())
+      socket.on('close', () => closed++)
+    })
+    return { ...be, closed: () => closed }
+  }
+
+  it('hands the attacker a connection opened ahead: the banner it already holds first, recorded, then the relay', async () => {
+    const be = await greetingBackend()
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: proxyConfig(port, be.port, { proxy: { targets: { be: { host: LOOPBACK, port: be.port, protocol: 'tcp', warm: 2 } } } }) })
+    // Opened at start, before any attacker: the backend has two connections and has greeted on both.
+    await waitFor('two warm connections', () => h.responders.warmStats()['be']?.ready === 2)
+    expect(be.sockets).toHaveLength(2)
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    await client.bytes('220 backend ready\r\n'.length)
+    client.socket.write('HELLO')
+    expect((await client.bytes('220 backend ready\r\necho:HELLO'.length)).toString()).toBe('220 backend ready\r\necho:HELLO')
+    // The session took one (no third connect for it) and the pool opened a replacement.
+    await waitFor('the replacement', () => be.sockets.length === 3 && h.responders.warmStats()['be']?.ready === 2)
+    expect(h.responders.warmStats()['be']).toMatchObject({ taken: 1, opened: 3, failed: 0 })
+    client.socket.end()
+    const [attack] = await h.attacksReady(1)
+    expect(attack).toMatchObject({ mode: 'proxy', closeReason: 'peer-closed', relay: { target: `${LOOPBACK}:${be.port}`, outcome: 'relayed', reason: null } })
+    expect(attack!.response.toString()).toBe('220 backend ready\r\necho:HELLO')
+    expect(attack!.transcript.map((c) => c.direction)).toEqual(['out', 'in', 'out'])
+    expect(Buffer.concat(slices(attack!, 'out')).toString()).toBe('220 backend ready\r\necho:HELLO')
+    // At stop the unused ones are closed: the backend sees every connection it accepted closed.
+    h.responders.close()
+    await waitFor('the backend to see every connection closed', () => be.closed() === be.sockets.length)
+    expect(h.responders.warmStats()['be']?.ready).toBe(0)
+  })
+
+  it('holds at most 64 KiB of a long greeting while waiting, and the attacker still gets every byte in order', async () => {
+    const greeting = randomBytes(300 * 1024)
+    const be = await backend((socket) => {
+      socket.write(greeting)
+      socket.on('data', () => undefined)
+      socket.on('end', () => socket.end())
+    })
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: proxyConfig(port, be.port, { proxy: { targets: { be: { host: LOOPBACK, port: be.port, protocol: 'tcp', warm: 1 } } } }) })
+    await waitFor('a warm connection', () => h.responders.warmStats()['be']?.ready === 1)
+    await sleep(200) // the greeting arrives and the pool stops reading past 64 KiB: the rest waits in the kernel
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    const got = await client.bytes(greeting.length)
+    expect(sha256(got)).toBe(sha256(greeting))
+    expect(h.responders.warmStats()['be']?.taken).toBe(1)
+    client.socket.end()
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.relay?.outcome).toBe('relayed')
+    expect(attack!.bytesSent).toBe(greeting.length)
+  })
+
+  it('replaces a warm connection unused after warmMaxAgeMs, and never hands out one the target closed', async () => {
+    const be = await greetingBackend()
+    const port = await freeTcpPort()
+    const h = await startSupervisor({ config: proxyConfig(port, be.port, { proxy: { targets: { be: { host: LOOPBACK, port: be.port, protocol: 'tcp', warm: 1, warmMaxAgeMs: 500 } } } }) })
+    await waitFor('the first warm connection', () => be.sockets.length === 1)
+    await waitFor('a replacement after 500 ms', () => be.sockets.length >= 2, 3_000)
+    expect(h.responders.warmStats()['be']?.expired).toBeGreaterThanOrEqual(1)
+    await waitFor('the expired one closed', () => be.closed() >= 1)
+    // The target ends the ready connection itself: the pool drops it, and a session connects the usual way.
+    await waitFor('one ready', () => h.responders.warmStats()['be']?.ready === 1)
+    const openedBefore = be.sockets.length
+    for (const socket of be.sockets) socket.end()
+    await waitFor('the pool to notice', () => h.responders.warmStats()['be']?.ready === 0)
+    expect(h.responders.warmStats()['be']?.failed).toBeGreaterThanOrEqual(1)
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.write('HI')
+    expect((await client.bytes('220 backend ready\r\necho:HI'.length)).toString()).toBe('220 backend ready\r\necho:HI')
+    client.socket.end()
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.relay?.outcome).toBe('relayed')
+    // Its own connect: the pool waits out its retry delay (1 s) and had none to give.
+    expect(h.responders.warmStats()['be']?.taken).toBe(0)
+    expect(be.sockets.length).toBe(openedBefore + 1)
+  })
+
+  it('falls back as before when the target is down, and tries again slowly (1 s, doubling), not on every session', async () => {
+    const port = await freeTcpPort()
+    const dead = await freeTcpPort() // nothing listens there
+    const h = await startSupervisor({ config: proxyConfig(port, dead, { proxy: { targets: { be: { host: LOOPBACK, port: dead, protocol: 'tcp', warm: 4 } } } }) })
+    await waitFor('the first failures', () => (h.responders.warmStats()['be']?.failed ?? 0) >= 1)
+    await h.attempt('tcp', port)
+    const client = await connectTcp(port)
+    client.socket.end('x')
+    const [attack] = await h.attacksReady(1)
+    expect(attack!.relay).toMatchObject({ outcome: 'fallback', reason: 'connect-refused' })
+    await sleep(1_500)
+    // Four at start, four after 1 s; the next round is due 2 s after that.
+    expect(h.responders.warmStats()['be']).toMatchObject({ ready: 0, opened: 0, failed: 8 })
+  })
+})
+
 describe('mirror on loopback', () => {
   it('never mirrors to the sensor itself: falls back to normal mode (special-address)', async () => {
     const port = await freeTcpPort()

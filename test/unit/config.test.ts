@@ -264,7 +264,17 @@ describe('mirror and proxy', () => {
 
   it('accepts a proxy rule naming a target of its protocol, and fills the target defaults', () => {
     const config = parseConfig({ proxy: { targets: { ssh, dns } }, ports: { rules: [{ ports: '22/tcp,2222/tcp', mode: 'proxy', proxy: 'ssh' }, { ports: '53/udp', mode: 'proxy', proxy: 'dns' }] } })
-    expect(config.proxy.targets['ssh']).toEqual({ ...ssh, maxConcurrent: 64 })
+    expect(config.proxy.targets['ssh']).toEqual({ ...ssh, maxConcurrent: 64, warm: 0, warmMaxAgeMs: 5_000 })
+  })
+
+  it('accepts warm connections on a tcp target and refuses them on a udp one, or out of range, naming the key', () => {
+    expect(parseConfig({ proxy: { targets: { ssh: { ...ssh, warm: 4, warmMaxAgeMs: 2_000 } } } }).proxy.targets['ssh']).toMatchObject({ warm: 4, warmMaxAgeMs: 2_000 })
+    const udp = configErrorOf(() => parseConfig({ proxy: { targets: { dns: { ...dns, warm: 1 } } } }))
+    expect(issueAt(udp.issues, 'proxy.targets.dns.warm').message).toMatch(/tcp targets only/)
+    const many = configErrorOf(() => parseConfig({ proxy: { targets: { ssh: { ...ssh, warm: 33 } } } }))
+    issueAt(many.issues, 'proxy.targets.ssh.warm')
+    const young = configErrorOf(() => parseConfig({ proxy: { targets: { ssh: { ...ssh, warm: 1, warmMaxAgeMs: 100 } } } }))
+    issueAt(young.issues, 'proxy.targets.ssh.warmMaxAgeMs')
   })
 
   it('refuses a proxy rule with no target, naming the defined ones', () => {
