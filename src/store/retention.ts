@@ -58,6 +58,13 @@ async function releaseLock(heldMs: number): Promise<void> {
   await sleep(Math.max(MIN_LOCK_RELEASE_MS, heldMs))
 }
 
+/** Runs `batch` as an IMMEDIATE transaction: its result, and how long it held the write lock. */
+function timedImmediate<T>(batch: Database.Transaction<() => T>): [T, number] {
+  const started = performance.now()
+  const result = batch.immediate()
+  return [result, performance.now() - started]
+}
+
 type Counts = { -readonly [K in keyof RetentionResult]: RetentionResult[K] }
 
 interface Schema {
@@ -139,9 +146,7 @@ async function removeAttacks(db: Database.Database, schema: Schema, options: Ret
   })
   // Bounded by the table: each pass removes at least one row or ends the loop.
   while (options.signal?.aborted !== true) {
-    const heldSinceMs = performance.now()
-    const removed = batch.immediate()
-    const heldMs = performance.now() - heldSinceMs
+    const [removed, heldMs] = timedImmediate(batch)
     counts.attacks += removed
     options.onProgress?.({ phase: 'attacks', removed: counts.attacks })
     if (removed === 0) break
@@ -181,9 +186,7 @@ async function removeResponses(db: Database.Database, options: RetentionOptions,
     })
     // Bounded by the TEMP table: each pass moves the keyset past the candidates it examined.
     while (options.signal?.aborted !== true) {
-      const heldSinceMs = performance.now()
-      const examined = batch.immediate()
-      const heldMs = performance.now() - heldSinceMs
+      const [examined, heldMs] = timedImmediate(batch)
       options.onProgress?.({ phase: 'responses', removed: counts.responsesRemoved })
       if (examined < batchSize) break
       await releaseLock(heldMs)
@@ -214,9 +217,7 @@ async function removeSamples(db: Database.Database, options: RetentionOptions, b
   })
   // Bounded by the table: each pass moves the keyset past the samples it examined.
   while (options.signal?.aborted !== true) {
-    const heldSinceMs = performance.now()
-    const { examined, removed } = batch.immediate()
-    const heldMs = performance.now() - heldSinceMs
+    const [{ examined, removed }, heldMs] = timedImmediate(batch)
     counts.samplesRemoved += removed.length
     for (const row of removed) {
       const outcome = removeSampleFile(options.quarantineDir ?? null, row)
